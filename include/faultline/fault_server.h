@@ -1,0 +1,118 @@
+// The Linux fault backend: a userfaultfd and the thread(s) that serve it.
+//
+// The server owns a userfaultfd, the mapping from host memory to guest-physical
+// ranges, and the threads that read fault events, ask the Pager for the page and
+// install it (UFFDIO_COPY, or UFFDIO_ZEROPAGE for zero pages), waking the
+// faulting thread.
+//
+// When the source fails for good (the Pager's retry deadline has passed), the
+// faulting access must neither see wrong bytes nor hang silently. What happens
+// is chosen by FaultServerOptions::on_source_failure:
+//   kPoisonPage (default): the page is marked poisoned (UFFDIO_POISON, Linux
+//     6.6+), so the faulting access gets SIGBUS (BUS_MCEERR_AR), the way a VMM
+//     sees a hardware memory error; the server keeps serving other pages.
+//   kStopServer: the server stops; wait() returns the source's error. The
+//     faulting thread stays blocked until the server is destroyed.
+// Either way the failure is counted, logged and handed to on_failure.
+//
+// Destroying the server closes the userfaultfd. Pages not installed by then
+// are poisoned first where the kernel allows it, so a late access gets SIGBUS
+// rather than the zero page the kernel would otherwise supply.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "faultline/pager.h"
+#include "faultline/status.h"
+#include "faultline/unique_fd.h"
+
+namespace faultline {
+
+// Host memory at [host_addr, host_addr + size) backs guest-physical
+// [guest_base, guest_base + size), in pages of page_size bytes.
+struct GuestMapping {
+  uint64_t guest_base = 0;
+  void* host_addr = nullptr;
+  uint64_t size = 0;
+  uint64_t page_size = kMinPageSize;
+};
+
+enum class SourceFailurePolicy { kPoisonPage, kStopServer };
+
+struct FaultServerOptions {
+  SourceFailurePolicy on_source_failure = SourceFailurePolicy::kPoisonPage;
+  // Threads reading and serving fault events.
+  int threads = 1;
+  // Largest page size any mapping will use (buffer size per thread).
+  uint64_t max_page_size = 2ull << 20;
+  // Called (from a server thread) for every fault given up on.
+  std::function<void(const Status&)> on_failure;
+  // Name used in log lines.
+  std::string name = "fault-server";
+};
+
+// Counters of the backend itself (the Pager counts faults and bytes).
+struct FaultServerStats {
+  uint64_t events = 0;         // fault events read from the userfaultfd
+  uint64_t copies = 0;         // UFFDIO_COPY calls that installed bytes
+  uint64_t zero_installs = 0;  // UFFDIO_ZEROPAGE calls
+  uint64_t already_present = 0;  // EEXIST: someone installed the page first
+  uint64_t retried_installs = 0;  // EAGAIN: install retried
+  uint64_t poisoned = 0;       // pages poisoned after a source failure
+  uint64_t failed_faults = 0;  // faults given up on
+};
+
+class FaultServer : public PageSink {
+ public:
+  // Opens a fresh userfaultfd (/dev/userfaultfd, else the syscall).
+  static Result<std::unique_ptr<FaultServer>> create(PagerHandle pager,
+                                                     FaultServerOptions options = {});
+  // Serves a userfaultfd made elsewhere (e.g. received from a VMM) on which
+  // UFFDIO_API has already been done; its ranges must then be added with
+  // adopt_mapping() (already registered) rather than map().
+  static Result<std::unique_ptr<FaultServer>> adopt(PagerHandle pager, UniqueFd uffd,
+                                                    FaultServerOptions options = {});
+
+  ~FaultServer() override;
+  FaultServer(const FaultServer&) = delete;
+  FaultServer& operator=(const FaultServer&) = delete;
+
+  // Registers the host range with the userfaultfd (missing-page mode) and serves
+  // its faults. The guest range must lie inside one of the Pager's regions;
+  // addresses and size must be aligned to page_size. The host memory must be
+  // mapped and not yet touched.
+  Status map(const GuestMapping& mapping);
+  // Like map() for a range someone else already registered on the adopted fd.
+  Status adopt_mapping(const GuestMapping& mapping);
+
+  // Starts the server threads. Faults before start() wait until it.
+  Status start();
+
+  // Fetches and installs the Pager's prewarm list. Call before vCPUs run.
+  Status prewarm();
+
+  // PageSink: install one page at its guest address (used by prewarm).
+  Status install(uint64_t page_ipa, uint64_t page_size, std::span<const std::byte> bytes) override;
+
+  // Stops the threads promptly, after serving the fault events already queued.
+  void request_shutdown();
+  // Waits for the threads to stop. OK after a requested shutdown; the source's
+  // error when the server stopped itself (kStopServer).
+  Status wait();
+
+  FaultServerStats stats() const;
+  const Pager& pager() const;
+  int userfaultfd() const;
+  // Whether this kernel can poison pages (UFFDIO_POISON).
+  bool can_poison() const;
+
+ private:
+  class Impl;
+  explicit FaultServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace faultline

@@ -1,0 +1,59 @@
+// Where page bytes come from. A source only produces bytes; the Pager decides
+// which bytes are wanted and the fault backend installs them.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "faultline/status.h"
+
+namespace faultline {
+
+enum class PageKind {
+  kData,  // `dest` holds the bytes
+  kZero,  // every byte is zero; `dest` may not have been written
+};
+
+class PageSource {
+ public:
+  virtual ~PageSource() = default;
+
+  // Fills `dest` with the bytes of guest-physical range [ipa, ipa + dest.size()).
+  // Safe to call from several threads at once. Never pads a short read: a range
+  // the source cannot produce in full is an error. kOutOfRange marks addresses
+  // the source does not hold (permanent); retryable codes mark transient trouble.
+  virtual Result<PageKind> fetch(uint64_t ipa, std::span<std::byte> dest) = 0;
+
+  // A short human name for logs and errors: "file /snap/mem (ram_start 0x0)".
+  virtual std::string describe() const = 0;
+};
+
+// The snapshot memory file: byte 0 holds guest-physical address `ram_start`.
+// Holes of sparse files (SEEK_HOLE) and all-zero pages are reported as kZero.
+Result<std::unique_ptr<PageSource>> open_file_page_source(const std::string& path,
+                                                          uint64_t ram_start);
+
+// An in-memory image, for tests and embedders that already hold the bytes.
+std::unique_ptr<PageSource> make_memory_page_source(std::span<const std::byte> image,
+                                                    uint64_t ram_start);
+
+struct SocketSourceOptions {
+  // How long one request may wait for its reply before it fails (retryably).
+  std::chrono::milliseconds io_timeout{5000};
+  // How long connecting may take.
+  std::chrono::milliseconds connect_timeout{2000};
+};
+
+// A client of `faultline serve-pages`, speaking the seed's v1 wire shape:
+// request <u64 LE ipa><u64 LE page_size>; reply echoes both, then exactly
+// page_size bytes. `address` is "unix:PATH" or "tcp:HOST:PORT". Concurrent
+// fetches each use their own connection from a pool. Connecting is lazy; use
+// probe() to find out early whether the server is there.
+Result<std::unique_ptr<PageSource>> connect_socket_page_source(const std::string& address,
+                                                               SocketSourceOptions options = {});
+
+}  // namespace faultline

@@ -1,0 +1,155 @@
+// The Pager: the portable core. It knows which guest-physical ranges are served
+// lazily, turns "a fault at address A" into "these bytes for page P", and keeps
+// the books. It never touches the OS; a fault backend (see fault_server.h)
+// receives faults and installs what the Pager returns.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <vector>
+
+#include "faultline/page_source.h"
+#include "faultline/stats.h"
+#include "faultline/status.h"
+
+namespace faultline {
+
+inline constexpr uint64_t kMinPageSize = 4096;
+
+// [base, base + size) in guest-physical address space.
+struct GuestRange {
+  uint64_t base = 0;
+  uint64_t size = 0;
+};
+
+// Pages to fault in before vCPU 0 runs.
+class PrewarmList {
+ public:
+  PrewarmList() = default;
+  // The pages a booting guest touches first: its kernel text, vCPU 0's stack
+  // and the device tree (or boot parameters).
+  static PrewarmList from_boot_critical(GuestRange kernel_text, GuestRange vcpu0_stack,
+                                        GuestRange fdt);
+
+  void add(GuestRange range) { ranges_.push_back(range); }
+  const std::vector<GuestRange>& ranges() const { return ranges_; }
+  bool empty() const { return ranges_.empty(); }
+
+ private:
+  std::vector<GuestRange> ranges_;
+};
+
+// How long a failing source is retried before the fault is given up on.
+struct RetryPolicy {
+  std::chrono::milliseconds initial_backoff{1};
+  std::chrono::milliseconds max_backoff{200};
+  // Total time one fault may spend retrying; zero means no retries.
+  std::chrono::milliseconds deadline{5000};
+};
+
+struct PagerConfig {
+  // How often a fault server with nothing to do re-checks for shutdown. Shutdown
+  // is also signalled at once; this is only the backstop.
+  std::chrono::milliseconds poll_interval{100};
+  PrewarmList prewarm;
+  // The page size prewarm() serves in.
+  uint64_t prewarm_page_size = kMinPageSize;
+  RetryPolicy source_retry;
+};
+
+// Where prewarm() puts the pages it serves (the fault backend installs them).
+class PageSink {
+ public:
+  virtual ~PageSink() = default;
+  // `bytes` is empty when the page is all zero.
+  virtual Status install(uint64_t page_ipa, uint64_t page_size,
+                         std::span<const std::byte> bytes) = 0;
+};
+
+// The outcome of one served fault.
+struct ServedPage {
+  uint64_t page_ipa = 0;  // the faulting address aligned down to the page
+  PageKind kind = PageKind::kData;
+};
+
+class Pager;
+// Shared ownership of a Pager: the fault-server thread holds one for its run.
+using PagerHandle = std::shared_ptr<Pager>;
+
+class Pager : public std::enable_shared_from_this<Pager> {
+ public:
+  static constexpr size_t kMaxRegions = 64;
+
+  // A pager around one page source. Regions are added afterwards.
+  static PagerHandle create(std::unique_ptr<PageSource> source, PagerConfig config = {});
+
+  Pager(const Pager&) = delete;
+  Pager& operator=(const Pager&) = delete;
+  ~Pager();
+
+  // Serve [base, base + size) lazily. Rejects empty, wrapping, unaligned
+  // (to 4 KiB) and overlapping ranges, and more than kMaxRegions regions.
+  Status register_region(uint64_t base, uint64_t size);
+
+  // Fault in every page of the config's prewarm list, first error wins.
+  // Without a sink the pages are only fetched (warming the source); with one
+  // they are installed through it.
+  Status prewarm();
+  Status prewarm(PageSink& sink);
+
+  // Serve one fault: align `ipa` down to `page_size` (a power of two, at least
+  // 4 KiB), fetch the page into `dest` (at least page_size bytes) and count it.
+  // When the result is kZero, `dest` may not have been written. kOutOfRegion
+  // outside every region; kSource (with the source's message) when the source
+  // failed after every retry; kShutdown if shutdown came during retries.
+  // No allocation and no exception on success.
+  Result<ServedPage> serve_fault(uint64_t ipa, uint64_t page_size, std::span<std::byte> dest);
+  // The seed's shape: the page's bytes, zero pages included.
+  Result<std::vector<std::byte>> serve_fault(uint64_t ipa, uint64_t page_size);
+
+  bool contains_ipa(uint64_t ipa) const;
+  // True if the whole of [base, base + size) lies inside one region.
+  bool contains_range(uint64_t base, uint64_t size) const;
+  std::vector<GuestRange> regions() const;
+
+  PagerStats stats() const;
+
+  // Ask every fault server of this pager to stop. Prompt: listeners are called
+  // at once. Idempotent.
+  void request_shutdown();
+  bool shutdown_requested() const { return shutdown_.load(std::memory_order_acquire); }
+  // Called once on request_shutdown() (or at once if it already happened).
+  // Returns an id for remove_shutdown_listener.
+  uint64_t add_shutdown_listener(std::function<void()> listener);
+  void remove_shutdown_listener(uint64_t id);
+
+  // A reference-counted handle to this pager.
+  PagerHandle handle() { return shared_from_this(); }
+
+  const PagerConfig& config() const { return config_; }
+  const PageSource& source() const { return *source_; }
+
+ private:
+  struct Counters;
+  class RegionTable;
+
+  Pager(std::unique_ptr<PageSource> source, PagerConfig config);
+  Result<PageKind> fetch_with_retry(uint64_t page_ipa, std::span<std::byte> dest);
+  Status prewarm_into(PageSink* sink);
+
+  std::unique_ptr<PageSource> source_;
+  PagerConfig config_;
+  std::unique_ptr<RegionTable> regions_;
+  std::unique_ptr<Counters> counters_;
+  std::atomic<bool> shutdown_{false};
+  std::mutex listeners_mu_;
+  std::vector<std::pair<uint64_t, std::function<void()>>> listeners_;
+  uint64_t next_listener_id_ = 1;
+};
+
+}  // namespace faultline
