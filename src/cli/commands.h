@@ -1,0 +1,11 @@
+// Each subcommand of the `faultline` binary registers itself here.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace faultline::cli {
+
+void add_serve_pages_command(CLI::App& app);
+void add_demo_command(CLI::App& app);
+
+}  // namespace faultline::cli

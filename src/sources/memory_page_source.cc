@@ -1,0 +1,47 @@
+// An in-memory image as a page source (tests, embedders holding the bytes).
+#include <cstring>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "faultline/page_source.h"
+#include "sources/zero_scan.h"
+
+namespace faultline {
+namespace {
+
+class MemoryPageSource final : public PageSource {
+ public:
+  MemoryPageSource(std::span<const std::byte> image, uint64_t ram_start)
+      : image_(image.begin(), image.end()), ram_start_(ram_start) {}
+
+  Result<PageKind> fetch(uint64_t ipa, std::span<std::byte> dest) override {
+    const uint64_t length = dest.size();
+    if (ipa < ram_start_ || ipa - ram_start_ > image_.size() ||
+        length > image_.size() - (ipa - ram_start_)) {
+      return Status(ErrorCode::kOutOfRange,
+                    fmt::format("{}: range [{:#x}, +{:#x}) is outside the image", describe(),
+                                ipa, length));
+    }
+    std::memcpy(dest.data(), image_.data() + (ipa - ram_start_), length);
+    return is_all_zero(dest.first(length)) ? PageKind::kZero : PageKind::kData;
+  }
+
+  std::string describe() const override {
+    return fmt::format("memory image of {:#x} bytes (ram_start {:#x})", image_.size(),
+                       ram_start_);
+  }
+
+ private:
+  std::vector<std::byte> image_;
+  uint64_t ram_start_;
+};
+
+}  // namespace
+
+std::unique_ptr<PageSource> make_memory_page_source(std::span<const std::byte> image,
+                                                    uint64_t ram_start) {
+  return std::make_unique<MemoryPageSource>(image, ram_start);
+}
+
+}  // namespace faultline
