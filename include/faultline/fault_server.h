@@ -52,6 +52,10 @@ struct FaultServerOptions {
   std::function<void(const Status&)> on_failure;
   // Name used in log lines.
   std::string name = "fault-server";
+  // Poison pages never installed before the userfaultfd closes (see above).
+  bool poison_on_destroy = true;
+  // For adopt(): the features the descriptor's creator negotiated.
+  uint64_t adopted_features = 0;
 };
 
 // Counters of the backend itself (the Pager counts faults and bytes).

@@ -1,0 +1,218 @@
+#include "faultline/pager.h"
+
+#include <algorithm>
+#include <bit>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "core/latency_histogram.h"
+#include "core/log.h"
+#include "core/region_table.h"
+
+namespace faultline {
+namespace {
+
+bool is_valid_page_size(uint64_t page_size) {
+  return page_size >= kMinPageSize && std::has_single_bit(page_size);
+}
+
+uint64_t nanos_since(std::chrono::steady_clock::time_point start) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now() - start)
+                                   .count());
+}
+
+}  // namespace
+
+struct Pager::Counters {
+  std::atomic<uint64_t> faults{0};
+  std::atomic<uint64_t> prewarmed{0};
+  std::atomic<uint64_t> bytes_served{0};
+  std::atomic<uint64_t> zero_pages{0};
+  std::atomic<uint64_t> source_errors{0};
+  std::atomic<uint64_t> source_retries{0};
+  std::atomic<uint64_t> out_of_region{0};
+  LatencyHistogram fault_latency;
+};
+
+PagerHandle Pager::create(std::unique_ptr<PageSource> source, PagerConfig config) {
+  return PagerHandle(new Pager(std::move(source), std::move(config)));
+}
+
+Pager::Pager(std::unique_ptr<PageSource> source, PagerConfig config)
+    : source_(std::move(source)),
+      config_(std::move(config)),
+      regions_(std::make_unique<RegionTable>()),
+      counters_(std::make_unique<Counters>()) {}
+
+Pager::~Pager() = default;
+
+Status Pager::register_region(uint64_t base, uint64_t size) { return regions_->add(base, size); }
+
+bool Pager::contains_ipa(uint64_t ipa) const { return regions_->contains(ipa); }
+
+bool Pager::contains_range(uint64_t base, uint64_t size) const {
+  return regions_->contains_range(base, size);
+}
+
+std::vector<GuestRange> Pager::regions() const { return regions_->snapshot(); }
+
+Result<PageKind> Pager::fetch_with_retry(uint64_t page_ipa, std::span<std::byte> dest) {
+  const auto start = std::chrono::steady_clock::now();
+  const RetryPolicy& policy = config_.source_retry;
+  auto backoff = policy.initial_backoff;
+  for (int attempt = 1;; ++attempt) {
+    Result<PageKind> fetched = source_->fetch(page_ipa, dest);
+    if (fetched.is_ok()) return fetched;
+    const Status& error = fetched.status();
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    if (!error.is_retryable() || elapsed + backoff > policy.deadline) {
+      return Status(ErrorCode::kSource,
+                    fmt::format("page {:#x}: {} (gave up after {} attempt{} in {} ms)", page_ipa,
+                                error.to_string(), attempt, attempt == 1 ? "" : "s",
+                                std::chrono::duration_cast<std::chrono::milliseconds>(elapsed)
+                                    .count()));
+    }
+    if (shutdown_requested()) {
+      return Status(ErrorCode::kShutdown,
+                    fmt::format("page {:#x}: shutdown while retrying after: {}", page_ipa,
+                                error.to_string()));
+    }
+    counters_->source_retries.fetch_add(1, std::memory_order_relaxed);
+    if (attempt == 1) {
+      log().warn("page {:#x}: {}; retrying for up to {} ms", page_ipa, error.to_string(),
+                 policy.deadline.count());
+    }
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, policy.max_backoff);
+  }
+}
+
+Result<ServedPage> Pager::serve_fault(uint64_t ipa, uint64_t page_size,
+                                      std::span<std::byte> dest) {
+  const auto start = std::chrono::steady_clock::now();
+  if (!is_valid_page_size(page_size)) {
+    return invalid_argument(fmt::format(
+        "page size {} is not a power of two of at least {} bytes", page_size, kMinPageSize));
+  }
+  if (dest.size() < page_size) {
+    return invalid_argument(fmt::format("buffer of {} bytes cannot hold a page of {} bytes",
+                                        dest.size(), page_size));
+  }
+  const uint64_t page_ipa = ipa & ~(page_size - 1);
+  if (!regions_->contains_range(page_ipa, page_size)) {
+    counters_->out_of_region.fetch_add(1, std::memory_order_relaxed);
+    return Status(ErrorCode::kOutOfRegion,
+                  fmt::format("fault at {:#x}: page [{:#x}, +{:#x}) is outside every registered "
+                              "region",
+                              ipa, page_ipa, page_size));
+  }
+  Result<PageKind> fetched = fetch_with_retry(page_ipa, dest.first(page_size));
+  if (!fetched.is_ok()) {
+    counters_->source_errors.fetch_add(1, std::memory_order_relaxed);
+    return fetched.status();
+  }
+  counters_->faults.fetch_add(1, std::memory_order_relaxed);
+  counters_->bytes_served.fetch_add(page_size, std::memory_order_relaxed);
+  if (*fetched == PageKind::kZero) counters_->zero_pages.fetch_add(1, std::memory_order_relaxed);
+  counters_->fault_latency.record(nanos_since(start));
+  return ServedPage{page_ipa, *fetched};
+}
+
+Result<std::vector<std::byte>> Pager::serve_fault(uint64_t ipa, uint64_t page_size) {
+  if (!is_valid_page_size(page_size)) {
+    return serve_fault(ipa, page_size, std::span<std::byte>{}).status();
+  }
+  std::vector<std::byte> page(page_size);
+  Result<ServedPage> served = serve_fault(ipa, page_size, page);
+  if (!served.is_ok()) return served.status();
+  if (served->kind == PageKind::kZero) std::fill(page.begin(), page.end(), std::byte{0});
+  return page;
+}
+
+Status Pager::prewarm() { return prewarm_into(nullptr); }
+
+Status Pager::prewarm(PageSink& sink) { return prewarm_into(&sink); }
+
+Status Pager::prewarm_into(PageSink* sink) {
+  const uint64_t page_size = config_.prewarm_page_size;
+  if (!is_valid_page_size(page_size)) {
+    return invalid_argument(fmt::format("prewarm page size {} is not a power of two of at least {}",
+                                        page_size, kMinPageSize));
+  }
+  std::vector<std::byte> buffer(page_size);
+  for (const GuestRange& range : config_.prewarm.ranges()) {
+    if (range.size == 0) continue;
+    const uint64_t first = range.base & ~(page_size - 1);
+    const uint64_t last = (range.base + range.size - 1) & ~(page_size - 1);
+    for (uint64_t page = first;; page += page_size) {
+      if (!regions_->contains_range(page, page_size)) {
+        counters_->out_of_region.fetch_add(1, std::memory_order_relaxed);
+        return Status(ErrorCode::kOutOfRegion,
+                      fmt::format("prewarm page {:#x} (of range [{:#x}, +{:#x})) is outside "
+                                  "every registered region",
+                                  page, range.base, range.size));
+      }
+      Result<PageKind> fetched = fetch_with_retry(page, buffer);
+      if (!fetched.is_ok()) {
+        counters_->source_errors.fetch_add(1, std::memory_order_relaxed);
+        return fetched.status().with_context("prewarm");
+      }
+      const bool zero = *fetched == PageKind::kZero;
+      if (sink != nullptr) {
+        Status installed = sink->install(page, page_size,
+                                         zero ? std::span<const std::byte>{} : buffer);
+        if (!installed.is_ok()) return installed.with_context("prewarm");
+      }
+      counters_->prewarmed.fetch_add(1, std::memory_order_relaxed);
+      counters_->bytes_served.fetch_add(page_size, std::memory_order_relaxed);
+      if (zero) counters_->zero_pages.fetch_add(1, std::memory_order_relaxed);
+      if (page == last) break;
+    }
+  }
+  return Status::ok();
+}
+
+PagerStats Pager::stats() const {
+  PagerStats s;
+  s.faults = counters_->faults.load(std::memory_order_relaxed);
+  s.prewarmed = counters_->prewarmed.load(std::memory_order_relaxed);
+  s.bytes_served = counters_->bytes_served.load(std::memory_order_relaxed);
+  s.zero_pages = counters_->zero_pages.load(std::memory_order_relaxed);
+  s.source_errors = counters_->source_errors.load(std::memory_order_relaxed);
+  s.source_retries = counters_->source_retries.load(std::memory_order_relaxed);
+  s.out_of_region = counters_->out_of_region.load(std::memory_order_relaxed);
+  s.fault_latency = counters_->fault_latency.summary();
+  return s;
+}
+
+void Pager::request_shutdown() {
+  if (shutdown_.exchange(true, std::memory_order_acq_rel)) return;
+  std::vector<std::function<void()>> to_call;
+  {
+    std::lock_guard lock(listeners_mu_);
+    for (auto& [id, listener] : listeners_) to_call.push_back(listener);
+  }
+  for (auto& listener : to_call) listener();
+}
+
+uint64_t Pager::add_shutdown_listener(std::function<void()> listener) {
+  uint64_t id = 0;
+  {
+    std::lock_guard lock(listeners_mu_);
+    id = next_listener_id_++;
+    listeners_.emplace_back(id, listener);
+  }
+  if (shutdown_requested()) listener();
+  return id;
+}
+
+void Pager::remove_shutdown_listener(uint64_t id) {
+  std::lock_guard lock(listeners_mu_);
+  std::erase_if(listeners_, [id](const auto& entry) { return entry.first == id; });
+}
+
+}  // namespace faultline
