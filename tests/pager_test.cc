@@ -19,8 +19,12 @@ void* operator new(size_t size) {
   if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
   throw std::bad_alloc();
 }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, size_t) noexcept {
+  std::free(p);
+}
 
 namespace faultline {
 namespace {
@@ -153,8 +157,8 @@ TEST_F(PagerTest, ServeFaultOutsideEveryRegionIsOutOfRegionAndCounted) {
 TEST_F(PagerTest, ServeFaultRejectsPageSizesThatAreNotPowersOfTwoOfAtLeast4KiB) {
   auto pager = make_pager();
   ASSERT_TRUE(pager->register_region(kRamStart, 64 * kPage).is_ok());
-  for (uint64_t bad : {uint64_t{0}, uint64_t{3000}, uint64_t{2048}, uint64_t{4097},
-                       uint64_t{12288}, uint64_t{1} << 63 | 1}) {
+  for (uint64_t bad : {uint64_t{0}, uint64_t{3000}, uint64_t{2048}, uint64_t{4097}, uint64_t{12288},
+                       uint64_t{1} << 63 | 1}) {
     auto r = pager->serve_fault(kRamStart, bad);
     EXPECT_EQ(r.status().code(), ErrorCode::kInvalidArgument) << bad;
     EXPECT_NE(r.status().message().find("power of two"), std::string::npos) << bad;
@@ -211,9 +215,10 @@ TEST_F(PagerTest, RetriesStopAtTheDeadlineWithTheLastError) {
   config.source_retry.deadline = std::chrono::milliseconds(30);
   config.source_retry.initial_backoff = std::chrono::milliseconds(1);
   config.source_retry.max_backoff = std::chrono::milliseconds(4);
-  auto pager = Pager::create(std::make_unique<FlakySource>(make_memory_page_source(image_, kRamStart),
-                                                           1 << 30, ErrorCode::kTimeout),
-                             config);
+  auto pager =
+      Pager::create(std::make_unique<FlakySource>(make_memory_page_source(image_, kRamStart),
+                                                  1 << 30, ErrorCode::kTimeout),
+                    config);
   ASSERT_TRUE(pager->register_region(kRamStart, 64 * kPage).is_ok());
   auto r = pager->serve_fault(kRamStart, kPage);
   EXPECT_EQ(r.status().code(), ErrorCode::kSource);
@@ -224,8 +229,8 @@ TEST_F(PagerTest, RetriesStopAtTheDeadlineWithTheLastError) {
 }
 
 TEST_F(PagerTest, ShutdownDuringRetriesAbandonsTheFault) {
-  auto pager = Pager::create(std::make_unique<FlakySource>(make_memory_page_source(image_, kRamStart),
-                                                           1 << 30, ErrorCode::kUnavailable));
+  auto pager = Pager::create(std::make_unique<FlakySource>(
+      make_memory_page_source(image_, kRamStart), 1 << 30, ErrorCode::kUnavailable));
   ASSERT_TRUE(pager->register_region(kRamStart, 64 * kPage).is_ok());
   pager->request_shutdown();
   EXPECT_EQ(pager->serve_fault(kRamStart, kPage).status().code(), ErrorCode::kShutdown);

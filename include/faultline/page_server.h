@@ -10,10 +10,10 @@
 namespace faultline {
 
 struct PageServerOptions {
-  std::string listen;     // "unix:PATH" or "tcp:HOST:PORT" (port 0 picks one)
-  std::string mem_file;   // the snapshot memory file
-  uint64_t ram_start = 0; // guest-physical address of the file's byte 0
-  int max_clients = 256;  // connections beyond this are refused with a log line
+  std::string listen;      // "unix:PATH" or "tcp:HOST:PORT" (port 0 picks one)
+  std::string mem_file;    // the snapshot memory file
+  uint64_t ram_start = 0;  // guest-physical address of the file's byte 0
+  int max_clients = 256;   // connections beyond this are refused with a log line
 };
 
 struct PageServerStats {

@@ -36,7 +36,8 @@ LatencySummary LatencyHistogram::summary() const {
   std::array<uint64_t, kBuckets> counts{};
   uint64_t total = 0;
   for (int i = 0; i < kBuckets; ++i) {
-    counts[static_cast<size_t>(i)] = buckets_[static_cast<size_t>(i)].load(std::memory_order_relaxed);
+    counts[static_cast<size_t>(i)] =
+        buckets_[static_cast<size_t>(i)].load(std::memory_order_relaxed);
     total += counts[static_cast<size_t>(i)];
   }
   LatencySummary s;

@@ -1,12 +1,12 @@
 #include "faultline/pager.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <bit>
 #include <chrono>
 #include <cstring>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "core/latency_histogram.h"
 #include "core/log.h"
@@ -20,9 +20,9 @@ bool is_valid_page_size(uint64_t page_size) {
 }
 
 uint64_t nanos_since(std::chrono::steady_clock::time_point start) {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   std::chrono::steady_clock::now() - start)
-                                   .count());
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
+          .count());
 }
 
 }  // namespace
@@ -50,15 +50,21 @@ Pager::Pager(std::unique_ptr<PageSource> source, PagerConfig config)
 
 Pager::~Pager() = default;
 
-Status Pager::register_region(uint64_t base, uint64_t size) { return regions_->add(base, size); }
+Status Pager::register_region(uint64_t base, uint64_t size) {
+  return regions_->add(base, size);
+}
 
-bool Pager::contains_ipa(uint64_t ipa) const { return regions_->contains(ipa); }
+bool Pager::contains_ipa(uint64_t ipa) const {
+  return regions_->contains(ipa);
+}
 
 bool Pager::contains_range(uint64_t base, uint64_t size) const {
   return regions_->contains_range(base, size);
 }
 
-std::vector<GuestRange> Pager::regions() const { return regions_->snapshot(); }
+std::vector<GuestRange> Pager::regions() const {
+  return regions_->snapshot();
+}
 
 Result<PageKind> Pager::fetch_with_retry(uint64_t page_ipa, std::span<std::byte> dest) {
   const auto start = std::chrono::steady_clock::now();
@@ -70,11 +76,11 @@ Result<PageKind> Pager::fetch_with_retry(uint64_t page_ipa, std::span<std::byte>
     const Status& error = fetched.status();
     const auto elapsed = std::chrono::steady_clock::now() - start;
     if (!error.is_retryable() || elapsed + backoff > policy.deadline) {
-      return Status(ErrorCode::kSource,
-                    fmt::format("page {:#x}: {} (gave up after {} attempt{} in {} ms)", page_ipa,
-                                error.to_string(), attempt, attempt == 1 ? "" : "s",
-                                std::chrono::duration_cast<std::chrono::milliseconds>(elapsed)
-                                    .count()));
+      return Status(
+          ErrorCode::kSource,
+          fmt::format("page {:#x}: {} (gave up after {} attempt{} in {} ms)", page_ipa,
+                      error.to_string(), attempt, attempt == 1 ? "" : "s",
+                      std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()));
     }
     if (shutdown_requested()) {
       return Status(ErrorCode::kShutdown,
@@ -91,16 +97,15 @@ Result<PageKind> Pager::fetch_with_retry(uint64_t page_ipa, std::span<std::byte>
   }
 }
 
-Result<ServedPage> Pager::serve_fault(uint64_t ipa, uint64_t page_size,
-                                      std::span<std::byte> dest) {
+Result<ServedPage> Pager::serve_fault(uint64_t ipa, uint64_t page_size, std::span<std::byte> dest) {
   const auto start = std::chrono::steady_clock::now();
   if (!is_valid_page_size(page_size)) {
-    return invalid_argument(fmt::format(
-        "page size {} is not a power of two of at least {} bytes", page_size, kMinPageSize));
+    return invalid_argument(fmt::format("page size {} is not a power of two of at least {} bytes",
+                                        page_size, kMinPageSize));
   }
   if (dest.size() < page_size) {
-    return invalid_argument(fmt::format("buffer of {} bytes cannot hold a page of {} bytes",
-                                        dest.size(), page_size));
+    return invalid_argument(
+        fmt::format("buffer of {} bytes cannot hold a page of {} bytes", dest.size(), page_size));
   }
   const uint64_t page_ipa = ipa & ~(page_size - 1);
   if (!regions_->contains_range(page_ipa, page_size)) {
@@ -133,9 +138,13 @@ Result<std::vector<std::byte>> Pager::serve_fault(uint64_t ipa, uint64_t page_si
   return page;
 }
 
-Status Pager::prewarm() { return prewarm_into(nullptr); }
+Status Pager::prewarm() {
+  return prewarm_into(nullptr);
+}
 
-Status Pager::prewarm(PageSink& sink) { return prewarm_into(&sink); }
+Status Pager::prewarm(PageSink& sink) {
+  return prewarm_into(&sink);
+}
 
 Status Pager::prewarm_into(PageSink* sink) {
   const uint64_t page_size = config_.prewarm_page_size;
@@ -163,8 +172,8 @@ Status Pager::prewarm_into(PageSink* sink) {
       }
       const bool zero = *fetched == PageKind::kZero;
       if (sink != nullptr) {
-        Status installed = sink->install(page, page_size,
-                                         zero ? std::span<const std::byte>{} : buffer);
+        Status installed =
+            sink->install(page, page_size, zero ? std::span<const std::byte>{} : buffer);
         if (!installed.is_ok()) return installed.with_context("prewarm");
       }
       counters_->prewarmed.fetch_add(1, std::memory_order_relaxed);

@@ -11,8 +11,8 @@ Status Pager::RegionTable::add(uint64_t base, uint64_t size) {
         fmt::format("region [{:#x}, +{:#x}) wraps past the end of the address space", base, size));
   }
   if (base % kMinPageSize != 0 || size % kMinPageSize != 0) {
-    return invalid_argument(fmt::format(
-        "region [{:#x}, +{:#x}) is not aligned to {} bytes", base, size, kMinPageSize));
+    return invalid_argument(
+        fmt::format("region [{:#x}, +{:#x}) is not aligned to {} bytes", base, size, kMinPageSize));
   }
   std::lock_guard lock(write_mu_);
   const size_t n = count_.load(std::memory_order_relaxed);
@@ -32,7 +32,9 @@ Status Pager::RegionTable::add(uint64_t base, uint64_t size) {
   return Status::ok();
 }
 
-bool Pager::RegionTable::contains(uint64_t ipa) const { return contains_range(ipa, 1); }
+bool Pager::RegionTable::contains(uint64_t ipa) const {
+  return contains_range(ipa, 1);
+}
 
 bool Pager::RegionTable::contains_range(uint64_t base, uint64_t size) const {
   const size_t n = count_.load(std::memory_order_acquire);

@@ -2,6 +2,7 @@
 #include "faultline/fault_server.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -12,8 +13,6 @@
 #include <cstring>
 #include <thread>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "core/log.h"
 #include "os_linux/mapping_table.h"
@@ -60,13 +59,12 @@ class FaultServer::Impl {
   Status init() {
     if (!wake_) return io_error("eventfd for the fault server's shutdown signal", errno);
     if (options_.threads < 1) {
-      return invalid_argument(fmt::format("fault server needs at least one thread, got {}",
-                                          options_.threads));
+      return invalid_argument(
+          fmt::format("fault server needs at least one thread, got {}", options_.threads));
     }
     if (options_.max_page_size < kMinPageSize || !std::has_single_bit(options_.max_page_size)) {
-      return invalid_argument(
-          fmt::format("max page size {} is not a power of two of at least {}",
-                      options_.max_page_size, kMinPageSize));
+      return invalid_argument(fmt::format("max page size {} is not a power of two of at least {}",
+                                          options_.max_page_size, kMinPageSize));
     }
     listener_id_ = pager_->add_shutdown_listener([this] { request_shutdown(); });
     return Status::ok();
@@ -83,9 +81,8 @@ class FaultServer::Impl {
     const auto host = reinterpret_cast<uint64_t>(m.host_addr);
     if (m.page_size < kMinPageSize || !std::has_single_bit(m.page_size) ||
         m.page_size > options_.max_page_size) {
-      return invalid_argument(fmt::format(
-          "mapping page size {} must be a power of two in [{}, {}]", m.page_size, kMinPageSize,
-          options_.max_page_size));
+      return invalid_argument(fmt::format("mapping page size {} must be a power of two in [{}, {}]",
+                                          m.page_size, kMinPageSize, options_.max_page_size));
     }
     if (m.size == 0 || m.size % m.page_size != 0 || host % m.page_size != 0 ||
         m.guest_base % m.page_size != 0) {
@@ -95,13 +92,13 @@ class FaultServer::Impl {
           m.guest_base, m.size, host, m.page_size));
     }
     if (host + m.size < host || m.guest_base + m.size < m.guest_base) {
-      return invalid_argument(fmt::format("mapping guest [{:#x}, +{:#x}) wraps", m.guest_base,
-                                          m.size));
+      return invalid_argument(
+          fmt::format("mapping guest [{:#x}, +{:#x}) wraps", m.guest_base, m.size));
     }
     if (!pager_->contains_range(m.guest_base, m.size)) {
-      return invalid_argument(fmt::format(
-          "mapping guest [{:#x}, +{:#x}) is not inside one of the pager's regions", m.guest_base,
-          m.size));
+      return invalid_argument(
+          fmt::format("mapping guest [{:#x}, +{:#x}) is not inside one of the pager's regions",
+                      m.guest_base, m.size));
     }
     uint64_t ioctls = (uint64_t{1} << _UFFDIO_COPY) | (uint64_t{1} << _UFFDIO_WAKE);
     if (register_with_uffd) {
@@ -138,8 +135,8 @@ class FaultServer::Impl {
       return install(*m, host, page_size, nullptr, zeros);
     }
     if (bytes.size() < page_size) {
-      return invalid_argument(fmt::format("{} bytes given for a page of {}", bytes.size(),
-                                          page_size));
+      return invalid_argument(
+          fmt::format("{} bytes given for a page of {}", bytes.size(), page_size));
     }
     return install(*m, host, page_size, bytes.data(), {});
   }
@@ -256,10 +253,10 @@ class FaultServer::Impl {
     if (m == nullptr) {
       // Registered memory we were never told about: nobody can serve it.
       const uint64_t page = address & ~(kMinPageSize - 1);
-      return fail_fault(nullptr, page, kMinPageSize,
-                        Status(ErrorCode::kOutOfRegion,
-                               fmt::format("fault at host address {:#x} outside every mapping",
-                                           address)));
+      return fail_fault(
+          nullptr, page, kMinPageSize,
+          Status(ErrorCode::kOutOfRegion,
+                 fmt::format("fault at host address {:#x} outside every mapping", address)));
     }
     const uint64_t page_size = m->layout.page_size;
     const uint64_t host_page = address & ~(page_size - 1);
@@ -311,18 +308,18 @@ class FaultServer::Impl {
         continue;
       }
       if (r.error == ESRCH) {
-        return Status(ErrorCode::kUnavailable,
-                      fmt::format("installing page at {:#x}: the faulting process has exited",
-                                  host_page));
+        return Status(
+            ErrorCode::kUnavailable,
+            fmt::format("installing page at {:#x}: the faulting process has exited", host_page));
       }
       if (r.error == ENOENT) {
         // The range was unmapped under us; nobody is waiting for it any more.
         return Status::ok();
       }
-      return io_error(fmt::format("{} of page at host {:#x} (+{:#x})",
-                                  use_zeropage ? "UFFDIO_ZEROPAGE" : "UFFDIO_COPY", host_page,
-                                  page_size),
-                      r.error);
+      return io_error(
+          fmt::format("{} of page at host {:#x} (+{:#x})",
+                      use_zeropage ? "UFFDIO_ZEROPAGE" : "UFFDIO_COPY", host_page, page_size),
+          r.error);
     }
     (use_zeropage ? zero_installs_ : copies_).fetch_add(1, std::memory_order_relaxed);
     m.mark_resident(host_page, page_size);
@@ -353,8 +350,8 @@ class FaultServer::Impl {
     linux_uffd::InstallOutcome r = linux_uffd::poison(uffd_.get(), host_page, page_size);
     if (r.error == 0 || r.error == EEXIST) {
       poisoned_.fetch_add(1, std::memory_order_relaxed);
-      log().error("{}: page at host {:#x} poisoned: the faulting access gets SIGBUS",
-                  options_.name, host_page);
+      log().error("{}: page at host {:#x} poisoned: the faulting access gets SIGBUS", options_.name,
+                  host_page);
       return true;
     }
     log().error("{}: cannot poison page at host {:#x}: {}; stopping the server", options_.name,
@@ -440,21 +437,39 @@ Result<std::unique_ptr<FaultServer>> FaultServer::adopt(PagerHandle pager, Uniqu
   return std::unique_ptr<FaultServer>(new FaultServer(std::move(impl)));
 }
 
-Status FaultServer::map(const GuestMapping& mapping) { return impl_->map(mapping, true); }
+Status FaultServer::map(const GuestMapping& mapping) {
+  return impl_->map(mapping, true);
+}
 Status FaultServer::adopt_mapping(const GuestMapping& mapping) {
   return impl_->map(mapping, false);
 }
-Status FaultServer::start() { return impl_->start(); }
-Status FaultServer::prewarm() { return impl_->prewarm(*this); }
+Status FaultServer::start() {
+  return impl_->start();
+}
+Status FaultServer::prewarm() {
+  return impl_->prewarm(*this);
+}
 Status FaultServer::install(uint64_t page_ipa, uint64_t page_size,
                             std::span<const std::byte> bytes) {
   return impl_->install_guest_page(page_ipa, page_size, bytes);
 }
-void FaultServer::request_shutdown() { impl_->request_shutdown(); }
-Status FaultServer::wait() { return impl_->wait(); }
-FaultServerStats FaultServer::stats() const { return impl_->stats(); }
-const Pager& FaultServer::pager() const { return impl_->pager(); }
-int FaultServer::userfaultfd() const { return impl_->uffd(); }
-bool FaultServer::can_poison() const { return impl_->can_poison(); }
+void FaultServer::request_shutdown() {
+  impl_->request_shutdown();
+}
+Status FaultServer::wait() {
+  return impl_->wait();
+}
+FaultServerStats FaultServer::stats() const {
+  return impl_->stats();
+}
+const Pager& FaultServer::pager() const {
+  return impl_->pager();
+}
+int FaultServer::userfaultfd() const {
+  return impl_->uffd();
+}
+bool FaultServer::can_poison() const {
+  return impl_->can_poison();
+}
 
 }  // namespace faultline

@@ -14,7 +14,7 @@ namespace faultline {
 
 struct Mapping {
   GuestMapping layout;
-  uint64_t allowed_ioctls = 0;  // what UFFDIO_REGISTER said may be used here
+  uint64_t allowed_ioctls = 0;                        // what UFFDIO_REGISTER said may be used here
   std::unique_ptr<std::atomic<uint64_t>[]> resident;  // bit per page
 
   uint64_t host_begin() const { return reinterpret_cast<uint64_t>(layout.host_addr); }

@@ -1,13 +1,12 @@
 #include "os_linux/uffd.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
-
-#include <fmt/format.h>
 
 namespace faultline::linux_uffd {
 namespace {

@@ -1,17 +1,16 @@
 #include "support/guest_memory.h"
 
+#include <gtest/gtest.h>
 #include <sys/mman.h>
 
 #include <cerrno>
 #include <cstring>
 
-#include <gtest/gtest.h>
-
 namespace faultline::testing {
 
 GuestMemory::GuestMemory(uint64_t size) : size_(size) {
-  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) {
     ADD_FAILURE() << "mmap of " << size << " bytes: " << std::strerror(errno);
     return;
