@@ -208,12 +208,13 @@ void Pager::request_shutdown() {
   for (auto& listener : to_call) listener();
 }
 
-uint64_t Pager::add_shutdown_listener(std::function<void()> listener) {
+uint64_t Pager::add_shutdown_listener(
+    std::function<void()> listener) {  // NOLINT(performance-unnecessary-value-param): stored
   uint64_t id = 0;
   {
     std::lock_guard lock(listeners_mu_);
     id = next_listener_id_++;
-    listeners_.emplace_back(id, listener);
+    listeners_.emplace_back(id, listener);  // copied: called below too
   }
   if (shutdown_requested()) listener();
   return id;

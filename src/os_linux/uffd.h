@@ -14,7 +14,7 @@
 #define UFFD_FEATURE_POISON (1 << 14)
 #endif
 #ifndef _UFFDIO_POISON
-#define _UFFDIO_POISON (0x08)
+#define _UFFDIO_POISON (0x08)  // NOLINT(bugprone-reserved-identifier): the kernel's name
 struct uffdio_poison {
   struct uffdio_range range;
 #define UFFDIO_POISON_MODE_DONTWAKE ((__u64)1 << 0)
