@@ -206,14 +206,15 @@ class PageServer::Impl {
     // v1 always sends the payload; the source may not have written a zero page.
     if (*kind == PageKind::kZero) std::memset(payload.data(), 0, payload.size());
 
+    // Counted before sending, so that a client holding its reply sees it in stats().
+    ++requests_;
+    bytes_ += request.page_size;
     Status sent = net::write_full(c.fd.get(), std::span(reply).first(length),
                                   net::deadline_after(kReplyWriteTimeout));
     if (!sent) {
       log().debug("page server {}: reply to {} failed: {}", address_, c.peer, sent.to_string());
       return false;
     }
-    ++requests_;
-    bytes_ += request.page_size;
     return true;
   }
 
