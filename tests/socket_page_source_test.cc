@@ -259,6 +259,12 @@ void wait_for_hang_up(int fd) {
   (void)net::read_full(fd, extra, net::kNoDeadline);
 }
 
+// For replies a client rightly hangs up on part way through reading them.
+void send_unless_client_left(int fd, std::span<const std::byte> bytes) {
+  (void)net::write_full(fd, bytes, net::deadline_after(10s));
+  wait_for_hang_up(fd);
+}
+
 class MisbehavingServerTest : public ::testing::TestWithParam<Transport> {
  protected:
   // Fetches one page from a RawServer behaving as `behave`.
@@ -280,9 +286,10 @@ class MisbehavingServerTest : public ::testing::TestWithParam<Transport> {
 TEST_P(MisbehavingServerTest, WrongEchoIsAProtocolError) {
   Status status = fetch_from([](int fd) {
     wire::PageRequest request = read_request(fd);
-    send_bytes(fd, wire::encode_reply_header({request.ipa + kPage, request.page_size}));
-    send_bytes(fd, std::vector<std::byte>(kPage, std::byte{1}));
-    wait_for_hang_up(fd);
+    std::vector<std::byte> reply(wire::kReplyHeaderSize + kPage, std::byte{1});
+    const auto header = wire::encode_reply_header({request.ipa + kPage, request.page_size});
+    std::copy(header.begin(), header.end(), reply.begin());
+    send_unless_client_left(fd, reply);
   });
   EXPECT_EQ(status.code(), ErrorCode::kProtocol) << status.to_string();
   EXPECT_TRUE(contains(status, address_)) << status.to_string();
@@ -320,8 +327,7 @@ TEST_P(MisbehavingServerTest, GarbageReplyIsAProtocolError) {
     std::vector<std::byte> garbage(wire::kReplyHeaderSize + kPage);
     std::mt19937 random(7);
     for (auto& b : garbage) b = static_cast<std::byte>(random());
-    send_bytes(fd, garbage);
-    wait_for_hang_up(fd);
+    send_unless_client_left(fd, garbage);
   });
   EXPECT_EQ(status.code(), ErrorCode::kProtocol) << status.to_string();
   EXPECT_TRUE(contains(status, address_)) << status.to_string();

@@ -141,15 +141,18 @@ class PageServer::Impl {
     Connection& c = clients_.emplace_back();
     c.fd = std::move(fd);
     c.peer = std::move(peer);
+    // Counted before the thread starts, so stats() never lags a reply.
+    ++connections_;
+    ++active_;
     try {
       c.thread = std::thread([this, &c] { serve_connection(c); });
     } catch (const std::system_error& e) {
       log().error("page server {}: no thread for {}: {}", address_, c.peer, e.what());
+      --connections_;
+      --active_;
       clients_.pop_back();
       return;
     }
-    ++connections_;
-    ++active_;
     log().debug("page server {}: connection from {}", address_, c.peer);
   }
 

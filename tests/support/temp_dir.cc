@@ -1,13 +1,12 @@
 #include "support/temp_dir.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-
-#include <gtest/gtest.h>
 
 namespace faultline::testing {
 
