@@ -51,10 +51,10 @@ sigset_t block_stop_signals() {
 }
 
 int wait_for_stop_signal(const sigset_t& signals) {
-  int signal = 0;
-  while (sigwait(&signals, &signal) != 0) {
+  int signo = 0;
+  while (sigwait(&signals, &signo) != 0) {
   }
-  return signal;
+  return signo;
 }
 
 void run_serve_pages(const ServePagesArgs& args) {
@@ -82,8 +82,8 @@ void run_serve_pages(const ServePagesArgs& args) {
         address);
   }
 
-  const int signal = wait_for_stop_signal(signals);
-  log().info("{} received; stopping", strsignal(signal));
+  const int signo = wait_for_stop_signal(signals);
+  log().info("{} received; stopping", strsignal(signo));
   (*server)->stop();
   const PageServerStats stats = (*server)->stats();
   log().info("served {} pages ({} bytes) over {} connections; {} bad requests", stats.requests,

@@ -156,7 +156,8 @@ Result<UniqueFd> connect_unix(const SocketAddress& address, std::chrono::millise
 Result<UniqueFd> connect_tcp(const SocketAddress& address, std::chrono::milliseconds timeout) {
   auto list = resolve(address, 0);
   if (!list) return list.status();
-  Status last_error;
+  Status last_error(ErrorCode::kUnavailable,
+                    fmt::format("{}: the host resolves to no address", address.to_string()));
   for (const addrinfo* ai = list->get(); ai != nullptr; ai = ai->ai_next) {
     UniqueFd fd(
         ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol));
@@ -224,7 +225,8 @@ Result<Listener> listen_unix(const SocketAddress& address, int backlog) {
 Result<Listener> listen_tcp(const SocketAddress& address, int backlog) {
   auto list = resolve(address, AI_PASSIVE);
   if (!list) return list.status();
-  Status last_error;
+  Status last_error(ErrorCode::kUnavailable,
+                    fmt::format("{}: the host resolves to no address", address.to_string()));
   for (const addrinfo* ai = list->get(); ai != nullptr; ai = ai->ai_next) {
     UniqueFd fd(
         ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol));
