@@ -1,0 +1,110 @@
+// `faultline serve-pages`: run a PageServer until SIGINT or SIGTERM.
+#include <signal.h>
+
+#include <charconv>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "cli/commands.h"
+#include "core/log.h"
+#include "faultline/page_server.h"
+#include "net/socket_address.h"
+
+namespace faultline::cli {
+namespace {
+
+struct ServePagesArgs {
+  std::string listen;
+  std::string mem_file;
+  std::string ram_start = "0";
+  int max_clients = PageServerOptions{}.max_clients;
+};
+
+// "0x80000000" or "2147483648".
+std::optional<uint64_t> parse_address(const std::string& text) {
+  const bool hex = text.starts_with("0x") || text.starts_with("0X");
+  const char* begin = text.data() + (hex ? 2 : 0);
+  const char* end = text.data() + text.size();
+  uint64_t value = 0;
+  auto [stop, error] = std::from_chars(begin, end, value, hex ? 16 : 10);
+  if (begin == end || error != std::errc() || stop != end) return std::nullopt;
+  return value;
+}
+
+[[noreturn]] void fail(const std::string& message) {
+  log().error("serve-pages: {}", message);
+  throw CLI::RuntimeError(1);
+}
+
+// Blocks SIGINT and SIGTERM in this thread (and so in every thread it starts
+// afterwards) so that only the sigwait below receives them.
+sigset_t block_stop_signals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
+
+int wait_for_stop_signal(const sigset_t& signals) {
+  int signo = 0;
+  while (sigwait(&signals, &signo) != 0) {
+  }
+  return signo;
+}
+
+void run_serve_pages(const ServePagesArgs& args) {
+  auto ram_start = parse_address(args.ram_start);
+  if (!ram_start) {
+    fail(fmt::format("--ram-start \"{}\" is not an address (decimal, or hex with 0x)",
+                     args.ram_start));
+  }
+  const sigset_t signals = block_stop_signals();
+  PageServerOptions options;
+  options.listen = args.listen;
+  options.mem_file = args.mem_file;
+  options.ram_start = *ram_start;
+  options.max_clients = args.max_clients;
+  auto server = PageServer::start(options);
+  if (!server) fail(server.status().to_string());
+
+  const std::string& address = (*server)->address();
+  log().info("serving pages of {} (ram_start {:#x}) on {}", args.mem_file, *ram_start, address);
+  auto parsed = net::parse_socket_address(address);
+  if (parsed && !net::is_loopback_only(*parsed)) {
+    log().warn(
+        "{} accepts connections from other hosts and v1 is plaintext and "
+        "unauthenticated: anyone who can reach it can read guest memory",
+        address);
+  }
+
+  const int signo = wait_for_stop_signal(signals);
+  log().info("{} received; stopping", strsignal(signo));
+  (*server)->stop();
+  const PageServerStats stats = (*server)->stats();
+  log().info("served {} pages ({} bytes) over {} connections; {} bad requests", stats.requests,
+             stats.bytes, stats.connections, stats.bad_requests);
+}
+
+}  // namespace
+
+void add_serve_pages_command(CLI::App& app) {
+  auto args = std::make_shared<ServePagesArgs>();
+  CLI::App* cmd = app.add_subcommand("serve-pages", "serve a snapshot memory file to page sources");
+  cmd->add_option("--listen", args->listen, "unix:PATH or tcp:HOST:PORT (port 0 picks one)")
+      ->required();
+  cmd->add_option("--mem-file", args->mem_file, "the snapshot memory file")->required();
+  cmd->add_option("--ram-start", args->ram_start,
+                  "guest-physical address of the file's first byte (0x hex or decimal)")
+      ->required();
+  cmd->add_option("--max-clients", args->max_clients, "connections served at once")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->callback([args] { run_serve_pages(*args); });
+}
+
+}  // namespace faultline::cli

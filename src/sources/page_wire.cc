@@ -1,0 +1,82 @@
+#include "sources/page_wire.h"
+
+#include <fmt/format.h>
+
+#include <bit>
+
+namespace faultline::wire {
+namespace {
+
+void put_u64_le(std::byte* out, uint64_t value) {
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<std::byte>(value >> (8 * i));
+}
+
+uint64_t get_u64_le(const std::byte* in) {
+  uint64_t value = 0;
+  for (int i = 0; i < 8; ++i) value |= std::to_integer<uint64_t>(in[i]) << (8 * i);
+  return value;
+}
+
+// Request and reply header share one layout.
+std::array<std::byte, 16> encode_pair(const PageRequest& request) {
+  std::array<std::byte, 16> bytes{};
+  put_u64_le(bytes.data(), request.ipa);
+  put_u64_le(bytes.data() + 8, request.page_size);
+  return bytes;
+}
+
+PageRequest decode_pair(std::span<const std::byte, 16> bytes) {
+  return {get_u64_le(bytes.data()), get_u64_le(bytes.data() + 8)};
+}
+
+}  // namespace
+
+Status validate_page_request(const PageRequest& request) {
+  const uint64_t size = request.page_size;
+  if (!std::has_single_bit(size) || size < kMinWirePageSize || size > kMaxWirePageSize) {
+    return invalid_argument(
+        fmt::format("page size {:#x} is not a power of two between {:#x} and {:#x}", size,
+                    kMinWirePageSize, kMaxWirePageSize));
+  }
+  if (request.ipa % size != 0) {
+    return invalid_argument(
+        fmt::format("address {:#x} is not aligned to the page size {:#x}", request.ipa, size));
+  }
+  if (request.ipa + size < request.ipa) {
+    return invalid_argument(
+        fmt::format("page at {:#x} of size {:#x} wraps past 2^64", request.ipa, size));
+  }
+  return Status::ok();
+}
+
+RequestBytes encode_page_request(const PageRequest& request) {
+  return encode_pair(request);
+}
+
+Result<PageRequest> decode_page_request(std::span<const std::byte, kRequestSize> bytes) {
+  PageRequest request = decode_pair(bytes);
+  if (Status status = validate_page_request(request); !status) return status;
+  return request;
+}
+
+ReplyHeaderBytes encode_reply_header(const PageRequest& request) {
+  return encode_pair(request);
+}
+
+Status check_reply_header(std::span<const std::byte, kReplyHeaderSize> header,
+                          const PageRequest& sent) {
+  const PageRequest echo = decode_pair(header);
+  if (echo.ipa != sent.ipa) {
+    return {ErrorCode::kProtocol,
+            fmt::format("reply echoes address {:#x} but the request was for {:#x}", echo.ipa,
+                        sent.ipa)};
+  }
+  if (echo.page_size != sent.page_size) {
+    return {ErrorCode::kProtocol,
+            fmt::format("reply echoes page size {:#x} but the request asked for {:#x}",
+                        echo.page_size, sent.page_size)};
+  }
+  return Status::ok();
+}
+
+}  // namespace faultline::wire
