@@ -51,8 +51,9 @@ struct SocketSourceOptions {
 // A client of `faultline serve-pages`, speaking the seed's v1 wire shape:
 // request <u64 LE ipa><u64 LE page_size>; reply echoes both, then exactly
 // page_size bytes. `address` is "unix:PATH" or "tcp:HOST:PORT". Concurrent
-// fetches each use their own connection from a pool. Connecting is lazy; use
-// probe() to find out early whether the server is there.
+// fetches each use their own connection from a pool; connecting is lazy.
+// v1 has no error reply: the server hangs up on a request it cannot serve, which
+// the source reports as kUnavailable (retryable), like a dead server.
 Result<std::unique_ptr<PageSource>> connect_socket_page_source(const std::string& address,
                                                                SocketSourceOptions options = {});
 

@@ -1,5 +1,6 @@
 // `faultline demo`: make a snapshot image, restore it lazily in a fresh
 // process, run a memory workload over it, verify every byte, show the figures.
+#include <fmt/format.h>
 #include <spawn.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -9,12 +10,10 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
 #include <vector>
-
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "cli/demo_image.h"
@@ -36,7 +35,9 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
-std::string us(uint64_t ns) { return fmt::format("{:.1f} us", static_cast<double>(ns) / 1e3); }
+std::string us(uint64_t ns) {
+  return fmt::format("{:.1f} us", static_cast<double>(ns) / 1e3);
+}
 
 struct DemoOptions {
   std::string size = "256M";
@@ -200,8 +201,10 @@ int run_restore(const RestoreOptions& o) {
         {"pages_verified", work.pages_checked},
         {"wrong_pages", work.wrong_pages},
         {"pager", nlohmann::json::parse(ps.to_json())},
-        {"installs", {{"copies", fs.copies}, {"zero_pages", fs.zero_installs},
-                      {"already_present", fs.already_present}}},
+        {"installs",
+         {{"copies", fs.copies},
+          {"zero_pages", fs.zero_installs},
+          {"already_present", fs.already_present}}},
     };
     fmt::print("{}\n", j.dump(2));
     return ok ? 0 : 1;
@@ -216,17 +219,18 @@ int run_restore(const RestoreOptions& o) {
   fmt::print("  first access      {:.2f} ms after restore start\n",
              ms_between(start, work.first_access));
   fmt::print("  workload          {} threads read, verify and rewrite every page\n", o.threads);
-  fmt::print("  pages faulted     {}  ({:.1f} MiB served, {} zero pages installed without copying)\n",
-             ps.faults, mib, fs.zero_installs);
-  fmt::print("  fault latency     p50 {}  p99 {}  max {}  (fetch and install, per fault)\n",
-             us(ps.fault_latency.p50_ns), us(ps.fault_latency.p99_ns),
-             us(ps.fault_latency.max_ns));
+  fmt::print(
+      "  pages faulted     {}  ({:.1f} MiB served, {} zero pages installed without copying)\n",
+      ps.faults, mib, fs.zero_installs);
+  fmt::print("  page fetch        p50 {}  p99 {}  max {}  (source time per fault)\n",
+             us(ps.fault_latency.p50_ns), us(ps.fault_latency.p99_ns), us(ps.fault_latency.max_ns));
   fmt::print("  total             {:.1f} ms from restore start to workload done\n",
              ms_between(start, done));
   if (eager_ms >= 0) {
-    fmt::print("  eager baseline    {:.1f} ms to copy the whole image before the guest could "
-               "start\n",
-               eager_ms);
+    fmt::print(
+        "  eager baseline    {:.1f} ms to copy the whole image before the guest could "
+        "start\n",
+        eager_ms);
   }
   fmt::print("  verified          {} pages, {} wrong  {}\n", work.pages_checked, work.wrong_pages,
              ok ? "OK" : "FAILED");
@@ -292,9 +296,9 @@ int run_demo(const DemoOptions& o) {
   }
 
   std::unique_ptr<PageServer> server;
-  std::vector<std::string> args = {"faultline",  "demo-restore", "--mem-file", image,
-                                   "--size",     std::to_string(*size),     "--threads",
-                                   std::to_string(o.threads)};
+  std::vector<std::string> args = {
+      "faultline", "demo-restore",        "--mem-file", image,
+      "--size",    std::to_string(*size), "--threads",  std::to_string(o.threads)};
   if (o.json) args.emplace_back("--json");
   if (o.source == "socket") {
     auto started = PageServer::start({"unix:" + dir + "/pages.sock", image, kRamStart});
@@ -310,6 +314,7 @@ int run_demo(const DemoOptions& o) {
     log().error("--source: {} is neither file nor socket", o.source);
     return 2;
   }
+  std::fflush(stdout);  // our lines first, then the restore process's
   const int rc = spawn_restore(args);
   if (server) server->stop();
   if (remove_dir) {
