@@ -16,6 +16,7 @@
 #include "net/socket_address.h"
 #include "net/socket_io.h"
 #include "sources/page_wire.h"
+#include "support/raw_server.h"
 #include "support/served_image.h"
 #include "support/temp_dir.h"
 
@@ -23,6 +24,7 @@ namespace faultline {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::RawServer;
 using testing::ServedImage;
 using testing::TempDir;
 using testing::Transport;
@@ -188,57 +190,6 @@ TEST(SocketPageSourceApiTest, PageSizeTheWireCannotCarryIsRejectedBeforeSending)
   ASSERT_FALSE(kind);
   EXPECT_EQ(kind.status().code(), ErrorCode::kInvalidArgument) << kind.status().to_string();
 }
-
-// A server that accepts connections one at a time and hands each to `behave`.
-class RawServer {
- public:
-  using Behaviour = std::function<void(int fd)>;
-
-  RawServer(const std::string& listen, Behaviour behave) : behave_(std::move(behave)) {
-    auto listener = net::listen_socket(*net::parse_socket_address(listen));
-    EXPECT_TRUE(listener) << listener.status().to_string();
-    if (!listener) return;
-    listener_ = std::move(*listener);
-    stop_.reset(::eventfd(0, EFD_CLOEXEC));
-    thread_ = std::thread([this] { run(); });
-  }
-
-  ~RawServer() {
-    if (!thread_.joinable()) return;
-    const uint64_t one = 1;
-    EXPECT_EQ(::write(stop_.get(), &one, sizeof(one)), 8);
-    {
-      std::lock_guard lock(mu_);
-      if (current_ >= 0) ::shutdown(current_, SHUT_RDWR);
-    }
-    thread_.join();
-  }
-
-  std::string address() const { return listener_.address.to_string(); }
-
- private:
-  void run() {
-    pollfd fds[2] = {{listener_.fd.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
-    while (::poll(fds, 2, -1) >= 0 && fds[1].revents == 0) {
-      UniqueFd fd(::accept4(listener_.fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
-      if (!fd) continue;
-      {
-        std::lock_guard lock(mu_);
-        current_ = fd.get();
-      }
-      behave_(fd.get());
-      std::lock_guard lock(mu_);
-      current_ = -1;
-    }
-  }
-
-  Behaviour behave_;
-  net::Listener listener_;
-  UniqueFd stop_;
-  std::thread thread_;
-  std::mutex mu_;
-  int current_ = -1;  // guarded by mu_
-};
 
 wire::PageRequest read_request(int fd) {
   wire::RequestBytes bytes;
