@@ -15,6 +15,12 @@
 //     faulting thread stays blocked until the server is destroyed.
 // Either way the failure is counted, logged and handed to on_failure.
 //
+// Non-fault events are handled when the VMM enabled them on the userfaultfd:
+// REMOVE (balloon, MADV_DONTNEED) makes the range read as zeros from then on;
+// UNMAP forgets the range; REMAP follows it to its new address; FORK serves the
+// child's copy of guest memory too. A removal and an install of the same page
+// exclude each other, so source bytes never land where zeros are due.
+//
 // Destroying the server closes the userfaultfd. Pages not installed by then
 // are poisoned first where the kernel allows it, so a late access gets SIGBUS
 // rather than the zero page the kernel would otherwise supply.
@@ -60,13 +66,19 @@ struct FaultServerOptions {
 
 // Counters of the backend itself (the Pager counts faults and bytes).
 struct FaultServerStats {
-  uint64_t events = 0;            // fault events read from the userfaultfd
-  uint64_t copies = 0;            // UFFDIO_COPY calls that installed bytes
-  uint64_t zero_installs = 0;     // UFFDIO_ZEROPAGE calls
-  uint64_t already_present = 0;   // EEXIST: someone installed the page first
-  uint64_t retried_installs = 0;  // EAGAIN: install retried
-  uint64_t poisoned = 0;          // pages poisoned after a source failure
-  uint64_t failed_faults = 0;     // faults given up on
+  uint64_t events = 0;                 // fault events read from the userfaultfd
+  uint64_t copies = 0;                 // UFFDIO_COPY calls that installed bytes
+  uint64_t zero_installs = 0;          // UFFDIO_ZEROPAGE calls
+  uint64_t already_present = 0;        // EEXIST: someone installed the page first
+  uint64_t retried_installs = 0;       // EAGAIN: install retried
+  uint64_t poisoned = 0;               // pages poisoned after a source failure
+  uint64_t failed_faults = 0;          // faults given up on
+  uint64_t removed_ranges = 0;         // UFFD_EVENT_REMOVE: ranges dropped by the VMM (balloon)
+  uint64_t removed_pages = 0;          // pages in them; they read as zeros from then on
+  uint64_t removed_zero_installs = 0;  // faults in removed pages, answered with zeros
+  uint64_t unmapped_ranges = 0;        // UFFD_EVENT_UNMAP
+  uint64_t remaps = 0;                 // UFFD_EVENT_REMAP: a range moved by mremap
+  uint64_t forks = 0;                  // UFFD_EVENT_FORK: a child process now served too
 };
 
 class FaultServer : public PageSink {
@@ -108,6 +120,9 @@ class FaultServer : public PageSink {
   Status wait();
 
   FaultServerStats stats() const;
+  // False once the threads have stopped (requested, failed, or the process
+  // whose memory this is went away).
+  bool running() const;
   const Pager& pager() const;
   int userfaultfd() const;
   // Whether this kernel can poison pages (UFFDIO_POISON).

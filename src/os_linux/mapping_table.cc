@@ -2,22 +2,61 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace faultline {
 
-void Mapping::mark_resident(uint64_t host_addr, uint64_t len) {
-  const uint64_t first = page_index(host_addr);
-  const uint64_t last = page_index(host_addr + len - 1);
-  for (uint64_t page = first; page <= last; ++page) {
-    resident[page / 64].fetch_or(uint64_t{1} << (page % 64), std::memory_order_release);
+void PageBitmap::resize(uint64_t pages) {
+  words_ = std::make_unique<std::atomic<uint64_t>[]>((pages + 63) / 64);
+}
+
+void PageBitmap::set_range(uint64_t first, uint64_t count) {
+  for (uint64_t page = first; page < first + count; ++page) {
+    words_[page / 64].fetch_or(uint64_t{1} << (page % 64), std::memory_order_release);
   }
 }
 
+void PageBitmap::copy_range(const PageBitmap& from, uint64_t from_first, uint64_t count) {
+  for (uint64_t i = 0; i < count; ++i) {
+    if (from.test(from_first + i)) set_range(i, 1);
+  }
+}
+
+void Mapping::mark_resident(uint64_t host_addr, uint64_t len) {
+  const uint64_t begin = std::max(host_addr, host_begin());
+  const uint64_t end = std::min(host_addr + len, host_end());
+  if (begin >= end) return;
+  resident.set_range(page_index(begin), page_index(end - 1) - page_index(begin) + 1);
+}
+
+uint64_t Mapping::mark_removed(uint64_t host_addr, uint64_t len) {
+  const uint64_t begin = std::max(host_addr, host_begin());
+  const uint64_t end = std::min(host_addr + len, host_end());
+  if (begin >= end) return 0;
+  const uint64_t count = page_index(end - 1) - page_index(begin) + 1;
+  removed.set_range(page_index(begin), count);
+  // Settled: after the userfaultfd closes, the kernel's zero page is right here.
+  resident.set_range(page_index(begin), count);
+  return count;
+}
+
 Status MappingTable::add(const GuestMapping& layout, uint64_t allowed_ioctls) {
+  Result<Mapping*> added = append(layout, allowed_ioctls, /*check_guest=*/true);
+  return added.is_ok() ? Status::ok() : added.status();
+}
+
+Result<Mapping*> MappingTable::add_alias(const GuestMapping& layout, uint64_t allowed_ioctls) {
+  return append(layout, allowed_ioctls, /*check_guest=*/false);
+}
+
+Result<Mapping*> MappingTable::append(const GuestMapping& layout, uint64_t allowed_ioctls,
+                                      bool check_guest) {
   const auto host = reinterpret_cast<uint64_t>(layout.host_addr);
   std::lock_guard lock(write_mu_);
   const size_t n = count_.load(std::memory_order_relaxed);
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = 0; check_guest && i < n; ++i) {
     const Mapping& m = mappings_[i];
+    if (m.retired.load()) continue;
     const bool host_overlap = host < m.host_end() && m.host_begin() < host + layout.size;
     const bool guest_overlap = layout.guest_base < m.layout.guest_base + m.layout.size &&
                                m.layout.guest_base < layout.guest_base + layout.size;
@@ -35,27 +74,25 @@ Status MappingTable::add(const GuestMapping& layout, uint64_t allowed_ioctls) {
   Mapping& m = mappings_[n];
   m.layout = layout;
   m.allowed_ioctls = allowed_ioctls;
-  const uint64_t words = (layout.size / layout.page_size + 63) / 64;
-  m.resident = std::make_unique<std::atomic<uint64_t>[]>(words);
+  m.resident.resize(layout.size / layout.page_size);
+  m.removed.resize(layout.size / layout.page_size);
   count_.store(n + 1, std::memory_order_release);
-  return Status::ok();
+  return &m;
 }
 
 Mapping* MappingTable::find_host(uint64_t host_addr) {
-  const size_t n = count_.load(std::memory_order_acquire);
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = count_.load(std::memory_order_acquire); i-- > 0;) {
     Mapping& m = mappings_[i];
-    if (host_addr >= m.host_begin() && host_addr < m.host_end()) return &m;
+    if (host_addr >= m.host_begin() && host_addr < m.host_end() && !m.retired.load()) return &m;
   }
   return nullptr;
 }
 
 Mapping* MappingTable::find_guest(uint64_t guest_addr, uint64_t size) {
-  const size_t n = count_.load(std::memory_order_acquire);
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = count_.load(std::memory_order_acquire); i-- > 0;) {
     Mapping& m = mappings_[i];
     const uint64_t base = m.layout.guest_base;
-    if (guest_addr >= base && guest_addr - base < m.layout.size &&
+    if (!m.retired.load() && guest_addr >= base && guest_addr - base < m.layout.size &&
         size <= m.layout.size - (guest_addr - base)) {
       return &m;
     }

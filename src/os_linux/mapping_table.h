@@ -1,5 +1,9 @@
-// The fault server's host-memory mappings, each with a residency bitmap (one
-// bit per page: installed or not). Appended under a lock, read lock-free.
+// The fault server's host-memory mappings. Each mapping keeps two bitmaps, one
+// bit per page: resident (installed, or otherwise settled) and removed (the
+// VMM dropped the page with MADV_DONTNEED/REMOVE: from then on it reads as
+// zeros, never as source bytes). Appended under a lock, read lock-free;
+// lookups prefer the newest mapping, so a range moved by mremap is found at
+// its new address.
 #pragma once
 
 #include <array>
@@ -12,10 +16,25 @@
 
 namespace faultline {
 
+class PageBitmap {
+ public:
+  void resize(uint64_t pages);
+  bool test(uint64_t page) const {
+    return (words_[page / 64].load(std::memory_order_acquire) >> (page % 64)) & 1;
+  }
+  void set_range(uint64_t first, uint64_t count);
+  void copy_range(const PageBitmap& from, uint64_t from_first, uint64_t count);
+
+ private:
+  std::unique_ptr<std::atomic<uint64_t>[]> words_;
+};
+
 struct Mapping {
   GuestMapping layout;
-  uint64_t allowed_ioctls = 0;                        // what UFFDIO_REGISTER said may be used here
-  std::unique_ptr<std::atomic<uint64_t>[]> resident;  // bit per page
+  uint64_t allowed_ioctls = 0;  // what UFFDIO_REGISTER said may be used here
+  PageBitmap resident;
+  PageBitmap removed;
+  std::atomic<bool> retired{false};  // wholly unmapped or moved away
 
   uint64_t host_begin() const { return reinterpret_cast<uint64_t>(layout.host_addr); }
   uint64_t host_end() const { return host_begin() + layout.size; }
@@ -26,24 +45,28 @@ struct Mapping {
   uint64_t guest_address(uint64_t host_addr) const {
     return layout.guest_base + (host_addr - host_begin());
   }
+  // Marks the pages overlapping [host_addr, host_addr + len) (clipped to the mapping).
   void mark_resident(uint64_t host_addr, uint64_t len);
-  bool is_resident(uint64_t page) const {
-    return (resident[page / 64].load(std::memory_order_acquire) >> (page % 64)) & 1;
-  }
+  uint64_t mark_removed(uint64_t host_addr, uint64_t len);  // returns pages marked
 };
 
 class MappingTable {
  public:
   static constexpr size_t kMaxMappings = 64;
 
-  // Rejects overlap with an existing mapping (host or guest side).
+  // Rejects overlap with a live mapping, host or guest side.
   Status add(const GuestMapping& layout, uint64_t allowed_ioctls);
+  // A mapping that may share guest pages with others (a range moved by mremap,
+  // or a forked child's copy). Returns it so its bitmaps can be filled.
+  Result<Mapping*> add_alias(const GuestMapping& layout, uint64_t allowed_ioctls);
   Mapping* find_host(uint64_t host_addr);
   Mapping* find_guest(uint64_t guest_addr, uint64_t size);
   size_t size() const { return count_.load(std::memory_order_acquire); }
   Mapping& at(size_t i) { return mappings_[i]; }
 
  private:
+  Result<Mapping*> append(const GuestMapping& layout, uint64_t allowed_ioctls, bool check_guest);
+
   std::mutex write_mu_;
   std::array<Mapping, kMaxMappings> mappings_{};
   std::atomic<size_t> count_{0};
