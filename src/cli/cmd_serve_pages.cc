@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/stop_signals.h"
 #include "core/log.h"
 #include "faultline/page_server.h"
 #include "net/socket_address.h"
@@ -37,24 +38,6 @@ std::optional<uint64_t> parse_address(const std::string& text) {
 [[noreturn]] void fail(const std::string& message) {
   log().error("serve-pages: {}", message);
   throw CLI::RuntimeError(1);
-}
-
-// Blocks SIGINT and SIGTERM in this thread (and so in every thread it starts
-// afterwards) so that only the sigwait below receives them.
-sigset_t block_stop_signals() {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  return signals;
-}
-
-int wait_for_stop_signal(const sigset_t& signals) {
-  int signo = 0;
-  while (sigwait(&signals, &signo) != 0) {
-  }
-  return signo;
 }
 
 void run_serve_pages(const ServePagesArgs& args) {

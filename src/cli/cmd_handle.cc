@@ -1,0 +1,94 @@
+// `faultline handle`: Firecracker's external page-fault handler; and
+// `faultline stats`: what a running handler is doing.
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+#include "cli/stop_signals.h"
+#include "core/log.h"
+#include "faultline/uffd_handler.h"
+#include "net/socket_address.h"
+#include "net/socket_io.h"
+
+namespace faultline::cli {
+namespace {
+
+[[noreturn]] void fail(const std::string& command, const std::string& message) {
+  log().error("{}: {}", command, message);
+  throw CLI::RuntimeError(1);
+}
+
+void run_handle(UffdHandlerOptions options) {
+  const sigset_t signals = block_stop_signals();
+  auto handler = UffdHandler::start(options);
+  if (!handler.is_ok()) fail("handle", handler.status().to_string());
+  const int signo = wait_for_stop_signal(signals);
+  log().info("{} received; ending every session", strsignal(signo));
+  (*handler)->stop();
+}
+
+void run_stats(const std::string& stats_socket) {
+  auto address = net::parse_socket_address("unix:" + stats_socket);
+  if (!address.is_ok()) fail("stats", address.status().to_string());
+  auto connection = net::connect_socket(*address, std::chrono::seconds(2));
+  if (!connection.is_ok()) {
+    fail("stats", fmt::format("no handler answers on {}: {}", stats_socket,
+                              connection.status().message()));
+  }
+  std::string text;
+  char buffer[4096];
+  for (;;) {
+    ssize_t n = ::read(connection->get(), buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  if (text.empty()) fail("stats", fmt::format("{} sent nothing", stats_socket));
+  fmt::print("{}", text);
+}
+
+}  // namespace
+
+void add_handle_command(CLI::App& app) {
+  auto options = std::make_shared<UffdHandlerOptions>();
+  CLI::App* handle = app.add_subcommand(
+      "handle", "serve Firecracker's Uffd page faults from a snapshot memory file");
+  handle->add_option("--socket", options->socket_path,
+                     "Unix socket Firecracker connects to (mem_backend.backend_path)")
+      ->required();
+  auto* mem = handle->add_option("--mem-file", options->mem_file, "the snapshot memory file");
+  auto* server = handle->add_option("--page-server", options->page_server,
+                                    "take pages from `faultline serve-pages` at this address "
+                                    "(serving the memory file with --ram-start 0)");
+  mem->excludes(server);
+  server->excludes(mem);
+  handle->add_option("--stats-socket", options->stats_socket,
+                     "where `faultline stats` reads JSON (default: SOCKET.stats)");
+  handle->add_option("--threads", options->threads_per_session, "fault threads per VM")
+      ->capture_default_str();
+  handle->callback([options, mem, server] {
+    if (mem->count() == 0 && server->count() == 0) {
+      fail("handle", "give --mem-file FILE or --page-server ADDRESS");
+    }
+    run_handle(*options);
+  });
+
+  auto stats_socket = std::make_shared<std::string>();
+  auto socket = std::make_shared<std::string>();
+  CLI::App* stats = app.add_subcommand("stats", "print a running handler's sessions as JSON");
+  auto* socket_option =
+      stats->add_option("--socket", *socket, "the handler's --socket (reads SOCKET.stats)");
+  auto* stats_option = stats->add_option("--stats-socket", *stats_socket, "the stats socket");
+  socket_option->excludes(stats_option);
+  stats->callback([socket, stats_socket] {
+    if (socket->empty() && stats_socket->empty()) fail("stats", "give --socket or --stats-socket");
+    run_stats(stats_socket->empty() ? *socket + ".stats" : *stats_socket);
+  });
+}
+
+}  // namespace faultline::cli

@@ -1,0 +1,112 @@
+#include "firecracker/session.h"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "core/log.h"
+
+namespace faultline::firecracker {
+
+Result<std::unique_ptr<Session>> Session::start(uint64_t id, int peer_pid,
+                                                ReceivedHandshake handshake,
+                                                const SessionConfig& config) {
+  Status is_uffd = check_is_userfaultfd(handshake.uffd.get());
+  if (!is_uffd.is_ok()) return is_uffd;
+  Result<std::vector<RegionMapping>> regions = parse_region_mappings(handshake.json, config.limits);
+  if (!regions.is_ok()) return regions.status();
+
+  Result<std::unique_ptr<PageSource>> source = config.open_source();
+  if (!source.is_ok()) return source.status();
+  PagerConfig pager_config;
+  pager_config.source_retry.deadline = config.source_deadline;
+  // Guest-physical addresses here are offsets into the memory file.
+  PagerHandle pager = Pager::create(std::move(source).value(), pager_config);
+  for (const RegionMapping& r : *regions) {
+    Status s = pager->register_region(r.offset, r.size);
+    if (!s.is_ok()) return s;
+  }
+  FaultServerOptions options;
+  options.threads = config.threads;
+  options.name = fmt::format("session {} (pid {})", id, peer_pid);
+  options.max_page_size = config.limits.max_page_size;
+  auto server = FaultServer::adopt(pager, std::move(handshake.uffd), options);
+  if (!server.is_ok()) return server.status();
+  for (const RegionMapping& r : *regions) {
+    Status s = (*server)->adopt_mapping({r.offset, reinterpret_cast<void*>(r.base_host_virt_addr),
+                                         r.size, r.page_size});
+    if (!s.is_ok()) return s;
+  }
+  Status started = (*server)->start();
+  if (!started.is_ok()) return started;
+  return std::unique_ptr<Session>(new Session(id, peer_pid, std::move(regions).value(),
+                                              std::move(pager), std::move(server).value()));
+}
+
+Session::Session(uint64_t id, int pid, std::vector<RegionMapping> regions, PagerHandle pager,
+                 std::unique_ptr<FaultServer> server)
+    : id_(id),
+      pid_(pid),
+      regions_(std::move(regions)),
+      pager_(std::move(pager)),
+      server_(std::move(server)),
+      started_(std::chrono::steady_clock::now()) {}
+
+void Session::serve_until_done(int connection, int stop_fd) {
+  pollfd fds[2] = {{connection, POLLIN, 0}, {stop_fd, POLLIN, 0}};
+  char discard[256];
+  while (server_->running()) {
+    int ready = ::poll(fds, 2, 200);
+    if (ready < 0 && errno != EINTR) break;
+    if (ready <= 0) continue;
+    if (fds[1].revents != 0) break;
+    if ((fds[0].revents & (POLLHUP | POLLERR)) != 0) break;
+    if ((fds[0].revents & POLLIN) != 0 && ::read(connection, discard, sizeof discard) <= 0) break;
+  }
+  server_->request_shutdown();
+  Status stopped = server_->wait();
+  if (!stopped.is_ok() && stopped.code() != ErrorCode::kUnavailable) {
+    log().error("session {}: stopped: {}", id_, stopped.to_string());
+  }
+}
+
+nlohmann::ordered_json Session::stats() const {
+  const PagerStats p = pager_->stats();
+  const FaultServerStats s = server_->stats();
+  uint64_t mapped = 0;
+  for (const RegionMapping& r : regions_) mapped += r.size;
+  return {
+      {"id", id_},
+      {"pid", pid_},
+      {"regions", regions_.size()},
+      {"mapped_bytes", mapped},
+      {"page_size", regions_.front().page_size},
+      {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count()},
+      {"faults", p.faults},
+      {"bytes_served", p.bytes_served},
+      {"zero_pages", p.zero_pages + s.removed_zero_installs},
+      {"removed_ranges", s.removed_ranges},
+      {"removed_pages", s.removed_pages},
+      {"source_errors", p.source_errors},
+      {"already_present", s.already_present},
+      {"poisoned", s.poisoned},
+      {"latency_us", {{"p50", p.fault_latency.p50_ns / 1e3},
+                      {"p99", p.fault_latency.p99_ns / 1e3},
+                      {"max", p.fault_latency.max_ns / 1e3}}},
+  };
+}
+
+std::string Session::summary() const {
+  const auto j = stats();
+  return fmt::format(
+      "session {} (pid {}) ended after {:.1f} s: {} faults, {:.1f} MiB served, {} zero pages, "
+      "{} removed ranges, {} source errors, fetch latency p50 {:.1f} us p99 {:.1f} us",
+      id_, pid_, j["seconds"].get<double>(), j["faults"].get<uint64_t>(),
+      static_cast<double>(j["bytes_served"].get<uint64_t>()) / (1 << 20),
+      j["zero_pages"].get<uint64_t>(), j["removed_ranges"].get<uint64_t>(),
+      j["source_errors"].get<uint64_t>(), j["latency_us"]["p50"].get<double>(),
+      j["latency_us"]["p99"].get<double>());
+}
+
+}  // namespace faultline::firecracker

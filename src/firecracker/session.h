@@ -1,0 +1,55 @@
+// One Firecracker VM served by the handler: its regions, pager, fault server
+// and the connection whose hang-up says the VM has gone.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+
+#include "faultline/fault_server.h"
+#include "faultline/page_source.h"
+#include "faultline/unique_fd.h"
+#include "firecracker/handshake.h"
+#include "firecracker/handshake_receiver.h"
+#include <nlohmann/json.hpp>
+
+namespace faultline::firecracker {
+
+struct SessionConfig {
+  std::function<Result<std::unique_ptr<PageSource>>()> open_source;
+  HandshakeLimits limits;
+  int threads = 1;
+  std::chrono::milliseconds source_deadline{5000};
+};
+
+class Session {
+ public:
+  // Validates the handshake, builds the pager and starts serving.
+  static Result<std::unique_ptr<Session>> start(uint64_t id, int peer_pid,
+                                                ReceivedHandshake handshake,
+                                                const SessionConfig& config);
+
+  // Blocks until the VM goes away (its connection closes or its userfaultfd
+  // hangs up) or `stop_fd` becomes readable; then stops serving.
+  void serve_until_done(int connection, int stop_fd);
+
+  nlohmann::ordered_json stats() const;
+  // One line for the log when the session ends.
+  std::string summary() const;
+  uint64_t id() const { return id_; }
+
+ private:
+  Session(uint64_t id, int pid, std::vector<RegionMapping> regions, PagerHandle pager,
+          std::unique_ptr<FaultServer> server);
+
+  uint64_t id_;
+  int pid_;
+  std::vector<RegionMapping> regions_;
+  PagerHandle pager_;
+  std::unique_ptr<FaultServer> server_;
+  std::chrono::steady_clock::time_point started_;
+};
+
+}  // namespace faultline::firecracker
