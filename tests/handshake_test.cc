@@ -45,18 +45,17 @@ TEST(HandshakeTest, OlderFormsPageSizeKibHoldsBytes) {
 }
 
 TEST(HandshakeTest, EarliestFormWithoutPageSizeUsesTheSystemPageSize) {
-  auto parsed =
-      parse_region_mappings(R"([{"base_host_virt_addr":4096,"size":8192,"offset":4096}])",
-                            file_of(64 * k1M));
+  auto parsed = parse_region_mappings(R"([{"base_host_virt_addr":4096,"size":8192,"offset":4096}])",
+                                      file_of(64 * k1M));
   ASSERT_TRUE(parsed.is_ok()) << parsed.status().to_string();
   EXPECT_EQ((*parsed)[0].page_size, kDefaultPageSize);
 }
 
 TEST(HandshakeTest, UnknownFieldsAreIgnored) {
-  EXPECT_TRUE(parse_region_mappings(
-                  R"([{"base_host_virt_addr":4096,"size":4096,"offset":0,"future":true}])",
-                  file_of(k1M))
-                  .is_ok());
+  EXPECT_TRUE(
+      parse_region_mappings(
+          R"([{"base_host_virt_addr":4096,"size":4096,"offset":0,"future":true}])", file_of(k1M))
+          .is_ok());
 }
 
 TEST(HandshakeTest, MalformedOrTruncatedJsonIsAProtocolError) {
@@ -104,8 +103,8 @@ TEST(HandshakeTest, EmptyUnalignedWrappingAndOversizedRegionsAreRejected) {
   expect_rejected(R"([{"base_host_virt_addr":4096,"size":0,"offset":0}])", "region 0 is empty");
   expect_rejected(R"([{"base_host_virt_addr":4097,"size":4096,"offset":0}])", "multiples");
   expect_rejected(R"([{"base_host_virt_addr":4096,"size":4096,"offset":100}])", "multiples");
-  expect_rejected(
-      R"([{"base_host_virt_addr":18446744073709547520,"size":8192,"offset":0}])", "wraps");
+  expect_rejected(R"([{"base_host_virt_addr":18446744073709547520,"size":8192,"offset":0}])",
+                  "wraps");
   expect_rejected(R"([{"base_host_virt_addr":4096,"size":8192,"offset":1044480}])",
                   "past the end of the memory file", file_of(k1M));
 }
@@ -132,10 +131,9 @@ TEST(HandshakeTest, TooManyRegionsAreRejected) {
 
 TEST(HandshakeTest, WithoutAKnownFileSizeOnlyTheFileBoundIsSkipped) {
   HandshakeLimits unknown;
-  EXPECT_TRUE(
-      parse_region_mappings(R"([{"base_host_virt_addr":4096,"size":4096,"offset":1099511627776}])",
-                            unknown)
-          .is_ok());
+  EXPECT_TRUE(parse_region_mappings(
+                  R"([{"base_host_virt_addr":4096,"size":4096,"offset":1099511627776}])", unknown)
+                  .is_ok());
 }
 
 }  // namespace

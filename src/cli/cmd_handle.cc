@@ -1,12 +1,11 @@
 // `faultline handle`: Firecracker's external page-fault handler; and
 // `faultline stats`: what a running handler is doing.
+#include <fmt/format.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <string>
-
-#include <fmt/format.h>
 
 #include "cli/commands.h"
 #include "cli/stop_signals.h"
@@ -37,8 +36,8 @@ void run_stats(const std::string& stats_socket) {
   if (!address.is_ok()) fail("stats", address.status().to_string());
   auto connection = net::connect_socket(*address, std::chrono::seconds(2));
   if (!connection.is_ok()) {
-    fail("stats", fmt::format("no handler answers on {}: {}", stats_socket,
-                              connection.status().message()));
+    fail("stats",
+         fmt::format("no handler answers on {}: {}", stats_socket, connection.status().message()));
   }
   std::string text;
   char buffer[4096];
@@ -58,8 +57,9 @@ void add_handle_command(CLI::App& app) {
   auto options = std::make_shared<UffdHandlerOptions>();
   CLI::App* handle = app.add_subcommand(
       "handle", "serve Firecracker's Uffd page faults from a snapshot memory file");
-  handle->add_option("--socket", options->socket_path,
-                     "Unix socket Firecracker connects to (mem_backend.backend_path)")
+  handle
+      ->add_option("--socket", options->socket_path,
+                   "Unix socket Firecracker connects to (mem_backend.backend_path)")
       ->required();
   auto* mem = handle->add_option("--mem-file", options->mem_file, "the snapshot memory file");
   auto* server = handle->add_option("--page-server", options->page_server,

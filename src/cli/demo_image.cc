@@ -1,19 +1,20 @@
 #include "cli/demo_image.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <vector>
 
-#include <fmt/format.h>
-
 #include "faultline/unique_fd.h"
 
 namespace faultline::cli {
 
-bool demo_page_is_zero(uint64_t index) { return index % 8 == 7 || index % 64 == 3; }
+bool demo_page_is_zero(uint64_t index) {
+  return index % 8 == 7 || index % 64 == 3;
+}
 
 void fill_demo_page(uint64_t index, std::span<std::byte> page) {
   if (demo_page_is_zero(index)) {
@@ -33,8 +34,8 @@ void fill_demo_page(uint64_t index, std::span<std::byte> page) {
 
 Status write_demo_image(const std::string& path, uint64_t size) {
   if (size == 0 || size % kDemoPage != 0) {
-    return invalid_argument(fmt::format("demo image size {} is not a positive multiple of {}",
-                                        size, kDemoPage));
+    return invalid_argument(
+        fmt::format("demo image size {} is not a positive multiple of {}", size, kDemoPage));
   }
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!fd) return io_error(fmt::format("create demo image {}", path), errno);

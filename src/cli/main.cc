@@ -9,9 +9,8 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
       ->capture_default_str();
-  app.parse_complete_callback([&] {
-    faultline::log().set_level(spdlog::level::from_str(log_level));
-  });
+  app.parse_complete_callback(
+      [&] { faultline::log().set_level(spdlog::level::from_str(log_level)); });
 
   faultline::cli::add_serve_pages_command(app);
   faultline::cli::add_demo_command(app);

@@ -16,10 +16,22 @@ Result<uint64_t> parse_size(std::string_view text) {
   int shift = 0;
   if (next != end) {
     switch (*next) {
-      case 'K': case 'k': shift = 10; break;
-      case 'M': case 'm': shift = 20; break;
-      case 'G': case 'g': shift = 30; break;
-      case 'T': case 't': shift = 40; break;
+      case 'K':
+      case 'k':
+        shift = 10;
+        break;
+      case 'M':
+      case 'm':
+        shift = 20;
+        break;
+      case 'G':
+      case 'g':
+        shift = 30;
+        break;
+      case 'T':
+      case 't':
+        shift = 40;
+        break;
       default:
         return invalid_argument("'" + std::string(text) + "' has an unknown size suffix");
     }

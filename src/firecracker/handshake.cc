@@ -1,9 +1,9 @@
 #include "firecracker/handshake.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <bit>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 namespace faultline::firecracker {
@@ -11,16 +11,15 @@ namespace {
 
 using nlohmann::json;
 
-Result<uint64_t> unsigned_field(const json& region, size_t index, const char* name,
-                                bool required) {
+Result<uint64_t> unsigned_field(const json& region, size_t index, const char* name, bool required) {
   auto it = region.find(name);
   if (it == region.end()) {
     if (required) return invalid_argument(fmt::format("region {}: \"{}\" is missing", index, name));
     return Status(ErrorCode::kOutOfRange, "absent");
   }
   if (!it->is_number_unsigned()) {
-    return invalid_argument(fmt::format("region {}: \"{}\" is {}, not an unsigned integer", index,
-                                        name, it->dump()));
+    return invalid_argument(
+        fmt::format("region {}: \"{}\" is {}, not an unsigned integer", index, name, it->dump()));
   }
   return it->get<uint64_t>();
 }
@@ -64,9 +63,9 @@ Result<RegionMapping> parse_region(const json& region, size_t index,
 
   if (m.size == 0) return invalid_argument(fmt::format("region {} is empty", index));
   if (m.base_host_virt_addr + m.size < m.base_host_virt_addr || m.offset + m.size < m.offset) {
-    return invalid_argument(fmt::format(
-        "region {}: [{:#x}, +{:#x}) at file offset {:#x} wraps past 2^64", index,
-        m.base_host_virt_addr, m.size, m.offset));
+    return invalid_argument(
+        fmt::format("region {}: [{:#x}, +{:#x}) at file offset {:#x} wraps past 2^64", index,
+                    m.base_host_virt_addr, m.size, m.offset));
   }
   if (m.base_host_virt_addr % m.page_size != 0 || m.size % m.page_size != 0 ||
       m.offset % m.page_size != 0) {
@@ -114,8 +113,8 @@ Result<std::vector<RegionMapping>> parse_region_mappings(std::string_view text,
                               is_incomplete_json(text) ? ", cut short" : ""));
   }
   if (!doc.is_array()) {
-    return invalid_argument(fmt::format("the handshake is a JSON {}, not an array of regions",
-                                        doc.type_name()));
+    return invalid_argument(
+        fmt::format("the handshake is a JSON {}, not an array of regions", doc.type_name()));
   }
   if (doc.empty()) return invalid_argument("the handshake lists no regions");
   if (doc.size() > limits.max_regions) {

@@ -1,5 +1,6 @@
 #include "firecracker/handshake_receiver.h"
 
+#include <fmt/format.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -9,8 +10,6 @@
 #include <climits>
 #include <cstring>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "firecracker/handshake.h"
 
@@ -50,9 +49,10 @@ Result<ReceivedHandshake> receive_handshake(int connection, std::chrono::millise
         return invalid_argument(fmt::format(
             "the handshake ({} bytes of JSON) carried no userfaultfd descriptor", got.json.size()));
       }
-      return Status(ErrorCode::kTimeout,
-                    fmt::format("no complete handshake within {} ms ({} bytes received{})",
-                                timeout.count(), got.json.size(), got.uffd ? ", with a descriptor" : ""));
+      return Status(
+          ErrorCode::kTimeout,
+          fmt::format("no complete handshake within {} ms ({} bytes received{})", timeout.count(),
+                      got.json.size(), got.uffd ? ", with a descriptor" : ""));
     }
     alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int) * kMaxFds)> control{};
     iovec iov{chunk.data(), chunk.size()};
@@ -80,12 +80,14 @@ Result<ReceivedHandshake> receive_handshake(int connection, std::chrono::millise
       return invalid_argument("the handshake carried more descriptors than one");
     }
     if (fds.size() + (got.uffd ? 1 : 0) > 1) {
-      return invalid_argument(fmt::format("the handshake carried {} descriptors; Firecracker sends one",
-                                          fds.size() + (got.uffd ? 1 : 0)));
+      return invalid_argument(
+          fmt::format("the handshake carried {} descriptors; Firecracker sends one",
+                      fds.size() + (got.uffd ? 1 : 0)));
     }
     if (!fds.empty()) got.uffd = std::move(fds.front());
     if (n == 0) {
-      if (got.json.empty()) return Status(ErrorCode::kUnavailable, "the peer hung up before sending a handshake");
+      if (got.json.empty())
+        return Status(ErrorCode::kUnavailable, "the peer hung up before sending a handshake");
       if (is_incomplete_json(got.json)) {
         return Status(ErrorCode::kProtocol,
                       fmt::format("the peer hung up after {} bytes of an unfinished handshake",
@@ -99,8 +101,7 @@ Result<ReceivedHandshake> receive_handshake(int connection, std::chrono::millise
     }
     got.json.append(chunk.data(), static_cast<size_t>(n));
     if (got.json.size() > max_bytes) {
-      return invalid_argument(
-          fmt::format("the handshake is longer than {} bytes", max_bytes));
+      return invalid_argument(fmt::format("the handshake is longer than {} bytes", max_bytes));
     }
   }
 }

@@ -1,9 +1,8 @@
 #include "firecracker/session.h"
 
+#include <fmt/format.h>
 #include <poll.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
 
 #include "core/log.h"
 
@@ -34,8 +33,8 @@ Result<std::unique_ptr<Session>> Session::start(uint64_t id, int peer_pid,
   auto server = FaultServer::adopt(pager, std::move(handshake.uffd), options);
   if (!server.is_ok()) return server.status();
   for (const RegionMapping& r : *regions) {
-    Status s = (*server)->adopt_mapping({r.offset, reinterpret_cast<void*>(r.base_host_virt_addr),
-                                         r.size, r.page_size});
+    Status s = (*server)->adopt_mapping(
+        {r.offset, reinterpret_cast<void*>(r.base_host_virt_addr), r.size, r.page_size});
     if (!s.is_ok()) return s;
   }
   Status started = (*server)->start();
@@ -82,7 +81,8 @@ nlohmann::ordered_json Session::stats() const {
       {"regions", regions_.size()},
       {"mapped_bytes", mapped},
       {"page_size", regions_.front().page_size},
-      {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count()},
+      {"seconds",
+       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count()},
       {"faults", p.faults},
       {"bytes_served", p.bytes_served},
       {"zero_pages", p.zero_pages + s.removed_zero_installs},
@@ -91,9 +91,10 @@ nlohmann::ordered_json Session::stats() const {
       {"source_errors", p.source_errors},
       {"already_present", s.already_present},
       {"poisoned", s.poisoned},
-      {"latency_us", {{"p50", p.fault_latency.p50_ns / 1e3},
-                      {"p99", p.fault_latency.p99_ns / 1e3},
-                      {"max", p.fault_latency.max_ns / 1e3}}},
+      {"latency_us",
+       {{"p50", p.fault_latency.p50_ns / 1e3},
+        {"p99", p.fault_latency.p99_ns / 1e3},
+        {"max", p.fault_latency.max_ns / 1e3}}},
   };
 }
 

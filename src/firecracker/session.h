@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 
 #include "faultline/fault_server.h"
@@ -13,7 +14,6 @@
 #include "faultline/unique_fd.h"
 #include "firecracker/handshake.h"
 #include "firecracker/handshake_receiver.h"
-#include <nlohmann/json.hpp>
 
 namespace faultline::firecracker {
 

@@ -1,6 +1,7 @@
 // The handler daemon: one listener for VMs, one for stats, a thread per session.
 #include "faultline/uffd_handler.h"
 
+#include <fmt/format.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -10,10 +11,8 @@
 #include <atomic>
 #include <list>
 #include <mutex>
-#include <thread>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "core/log.h"
 #include "firecracker/handshake_receiver.h"
@@ -170,9 +169,8 @@ class UffdHandler::Impl {
     }
     const uint64_t id = next_id_++;
     SessionSlot& slot = slots_.emplace_back();
-    slot.thread = std::thread([this, id, &slot, fd = connection.release()] {
-      run_session(id, UniqueFd(fd), slot);
-    });
+    slot.thread = std::thread(
+        [this, id, &slot, fd = connection.release()] { run_session(id, UniqueFd(fd), slot); });
   }
 
   void run_session(uint64_t id, UniqueFd connection, SessionSlot& slot) {
@@ -246,9 +244,15 @@ Result<std::unique_ptr<UffdHandler>> UffdHandler::start(const UffdHandlerOptions
   return std::unique_ptr<UffdHandler>(new UffdHandler(std::move(impl)));
 }
 
-void UffdHandler::stop() { impl_->stop(); }
-std::string UffdHandler::stats_json() const { return impl_->stats_json(); }
-const std::string& UffdHandler::socket_path() const { return impl_->options().socket_path; }
+void UffdHandler::stop() {
+  impl_->stop();
+}
+std::string UffdHandler::stats_json() const {
+  return impl_->stats_json();
+}
+const std::string& UffdHandler::socket_path() const {
+  return impl_->options().socket_path;
+}
 const std::string& UffdHandler::stats_socket_path() const {
   return impl_->options().stats_socket;
 }

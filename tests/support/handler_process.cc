@@ -1,0 +1,111 @@
+#include "support/handler_process.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+extern char** environ;
+
+namespace faultline::testing {
+namespace {
+
+std::string read_stats(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  std::string text;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    char buffer[4096];
+    ssize_t n;
+    while ((n = ::read(fd, buffer, sizeof buffer)) > 0) text.append(buffer, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return text;
+}
+
+}  // namespace
+
+HandlerProcess::HandlerProcess(const std::string& cli, const std::string& socket,
+                               const std::string& log, const std::vector<std::string>& extra_args)
+    : cli_(cli), socket_(socket), log_(log) {
+  std::vector<std::string> args = {cli, "handle", "--socket", socket};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  int rc = posix_spawn(&pid_, cli.c_str(), &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) {
+    ADD_FAILURE() << "cannot start " << cli << ": " << std::strerror(rc);
+    return;
+  }
+  for (int i = 0; i < 1000; ++i) {
+    if (!read_stats(socket + ".stats").empty()) {
+      started_ = true;
+      return;
+    }
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      ADD_FAILURE() << "the handler exited at start; its log:\n" << log_text();
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ADD_FAILURE() << "the handler did not answer on " << socket << ".stats";
+}
+
+HandlerProcess::~HandlerProcess() {
+  if (pid_ > 0) {
+    int status = terminate();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "the handler did not exit cleanly on SIGTERM; its log:\n"
+        << log_text();
+  }
+}
+
+int HandlerProcess::terminate() {
+  int status = -1;
+  if (pid_ <= 0) return status;
+  ::kill(pid_, SIGTERM);
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+  return status;
+}
+
+nlohmann::json HandlerProcess::stats() const {
+  std::string text = read_stats(socket_ + ".stats");
+  return nlohmann::json::parse(text, nullptr, false);
+}
+
+std::string HandlerProcess::log_text() const {
+  std::ifstream in(log_);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+bool HandlerProcess::wait_for_log(const std::string& text) const {
+  for (int i = 0; i < 1000; ++i) {
+    if (log_text().find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+}  // namespace faultline::testing

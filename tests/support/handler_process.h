@@ -1,0 +1,37 @@
+// `faultline handle` run as a separate process, the way an operator runs it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace faultline::testing {
+
+class HandlerProcess {
+ public:
+  // Starts `cli handle --socket SOCKET <extra args>`, stderr to LOG, and waits
+  // until its stats socket answers.
+  HandlerProcess(const std::string& cli, const std::string& socket, const std::string& log,
+                 const std::vector<std::string>& extra_args);
+  ~HandlerProcess();  // SIGTERM, expects a clean exit
+
+  bool started() const { return started_; }
+  const std::string& socket() const { return socket_; }
+  nlohmann::json stats() const;
+  std::string log_text() const;
+  // Waits (up to 10 s) until the log contains `text`.
+  bool wait_for_log(const std::string& text) const;
+  // SIGTERM and wait; returns the exit status (as waitpid reports it).
+  int terminate();
+
+ private:
+  std::string cli_;
+  std::string socket_;
+  std::string log_;
+  pid_t pid_ = -1;
+  bool started_ = false;
+};
+
+}  // namespace faultline::testing
