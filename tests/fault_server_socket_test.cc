@@ -71,6 +71,7 @@ TEST_P(FaultServerSocketTest, EightThreadsFaultingRandomPagesOf256MiBSeeEveryByt
   Serve(kPages);
   FaultServerOptions options;
   options.threads = 2;
+  options.fault_around_max = kPage;  // one fetch per page: the count below is exact
   StartServer(served_.server->address(), {}, options);
   std::vector<uint64_t> order(kPages);
   for (uint64_t i = 0; i < kPages; ++i) order[i] = i;

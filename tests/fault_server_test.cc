@@ -60,10 +60,18 @@ class FaultServerTest : public ::testing::Test {
   std::unique_ptr<testing::GuestMemory> memory_;
 };
 
+// One page per fault (fault-around off), so every first touch is a fault.
+FaultServerOptions OnePagePerFault(int threads = 1) {
+  FaultServerOptions options;
+  options.fault_around_max = kPage;
+  options.threads = threads;
+  return options;
+}
+
 TEST_F(FaultServerTest, ServesFirstTouchesWithTheFilesBytes) {
   SetUpImage(64 * kPage);
   auto pager = MakePager();
-  auto server = MakeServer(pager);
+  auto server = MakeServer(pager, OnePagePerFault());
   ASSERT_TRUE(server->start().is_ok());
   std::vector<std::byte> page(kPage);
   for (uint64_t index = 0; index < 64; ++index) {
@@ -99,9 +107,7 @@ TEST_F(FaultServerTest, EightThreadsFaultingRandomPagesOf256MiBSeeEveryByteRight
   constexpr uint64_t kPages = kSize / kPage;
   SetUpImage(kSize);
   auto pager = MakePager();
-  FaultServerOptions options;
-  options.threads = 2;
-  auto server = MakeServer(pager, options);
+  auto server = MakeServer(pager, OnePagePerFault(/*threads=*/2));
   ASSERT_TRUE(server->start().is_ok());
 
   // Every page is read by some thread, in random order, and many are read by

@@ -84,6 +84,25 @@ TEST_P(SocketPageSourceTest, LargerPagesAreServedWhole) {
   EXPECT_TRUE(std::equal(buf.begin(), buf.end(), expected.begin()));
 }
 
+TEST_P(SocketPageSourceTest, RangesOfAnyWholeNumberOfPagesArriveAsPipelinedRequests) {
+  ServedImage served_ = testing::serve_image(dir_, listen(), 1024);
+  ASSERT_TRUE(served_.server);
+  auto source = connect_source(served_.server->address());
+  ASSERT_TRUE(source);
+  // Three pages from an odd page, and 3 MiB (more than one request can carry).
+  for (auto [first_page, pages] : {std::pair<uint64_t, uint64_t>{5, 3}, {0, 768}, {17, 700}}) {
+    std::vector<std::byte> buf(pages * kPage);
+    auto kind = source->fetch(served_.page_ipa(first_page), buf);
+    ASSERT_TRUE(kind) << kind.status().to_string();
+    auto expected = served_.expected(served_.page_ipa(first_page), pages * kPage);
+    EXPECT_TRUE(std::equal(buf.begin(), buf.end(), expected.begin(), expected.end()))
+        << first_page << "+" << pages;
+  }
+  std::vector<std::byte> partial(kPage + 100);
+  EXPECT_EQ(source->fetch(served_.page_ipa(0), partial).status().code(),
+            ErrorCode::kInvalidArgument);
+}
+
 TEST_P(SocketPageSourceTest, EightThreadsFetchingRandomPagesGetExactBytes) {
   ServedImage served = testing::serve_image(dir_, listen(), 512, /*zero_every=*/3);
   ASSERT_TRUE(served.server);

@@ -26,6 +26,7 @@
 // rather than the zero page the kernel would otherwise supply.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -60,6 +61,17 @@ struct FaultServerOptions {
   std::string name = "fault-server";
   // Poison pages never installed before the userfaultfd closes (see above).
   bool poison_on_destroy = true;
+  // Fault-around: while faults in a stream are sequential, each installs a
+  // window that doubles from one page up to this many bytes; a fault that
+  // follows no stream installs one page. The page size turns it off.
+  uint64_t fault_around_max = 1ull << 20;
+  // Install every page nobody has touched yet in the background, in chunks of
+  // `fill_chunk` bytes, giving way to demand faults, until all is resident.
+  bool background_fill = false;
+  uint64_t fill_chunk = 256ull << 10;
+  // After serving a batch of faults, keep looking for the next fault this long
+  // before sleeping in poll() (a burst then costs no wake-up per fault).
+  std::chrono::microseconds spin{0};
   // For adopt(): the features the descriptor's creator negotiated.
   uint64_t adopted_features = 0;
 };
@@ -79,6 +91,10 @@ struct FaultServerStats {
   uint64_t unmapped_ranges = 0;        // UFFD_EVENT_UNMAP
   uint64_t remaps = 0;                 // UFFD_EVENT_REMAP: a range moved by mremap
   uint64_t forks = 0;                  // UFFD_EVENT_FORK: a child process now served too
+  uint64_t filled_pages = 0;           // pages installed by background fill
+  // Nanoseconds from start() until every page was resident (background fill
+  // finished); 0 while some page is still missing.
+  uint64_t fully_resident_ns = 0;
 };
 
 class FaultServer : public PageSink {

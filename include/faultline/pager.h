@@ -75,6 +75,7 @@ class PageSink {
 struct ServedPage {
   uint64_t page_ipa = 0;  // the faulting address aligned down to the page
   PageKind kind = PageKind::kData;
+  uint64_t length = 0;  // bytes fetched from page_ipa on: the page, or a window
 };
 
 class Pager;
@@ -109,6 +110,15 @@ class Pager : public std::enable_shared_from_this<Pager> {
   // failed after every retry; kShutdown if shutdown came during retries.
   // No allocation and no exception on success.
   Result<ServedPage> serve_fault(uint64_t ipa, uint64_t page_size, std::span<std::byte> dest);
+  // Fault-around: serve the faulting page and the pages after it, up to
+  // `window` bytes (a multiple of page_size; clipped to the region and to
+  // `dest`), in one fetch. Counts one fault and window / page_size - 1 pages
+  // around it. kZero only when the whole window is zero.
+  Result<ServedPage> serve_fault(uint64_t ipa, uint64_t page_size, uint64_t window,
+                                 std::span<std::byte> dest);
+  // Background fill: fetch [ipa, ipa + dest.size()) (inside one region) for a
+  // backend installing pages nobody has asked for yet. Counted apart from faults.
+  Result<PageKind> fetch_ahead(uint64_t ipa, std::span<std::byte> dest);
   // The seed's shape: the page's bytes, zero pages included.
   Result<std::vector<std::byte>> serve_fault(uint64_t ipa, uint64_t page_size);
 

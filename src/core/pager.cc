@@ -35,6 +35,8 @@ struct Pager::Counters {
   std::atomic<uint64_t> source_errors{0};
   std::atomic<uint64_t> source_retries{0};
   std::atomic<uint64_t> out_of_region{0};
+  std::atomic<uint64_t> fault_around_pages{0};
+  std::atomic<uint64_t> fetched_ahead_pages{0};
   LatencyHistogram fault_latency;
 };
 
@@ -98,6 +100,11 @@ Result<PageKind> Pager::fetch_with_retry(uint64_t page_ipa, std::span<std::byte>
 }
 
 Result<ServedPage> Pager::serve_fault(uint64_t ipa, uint64_t page_size, std::span<std::byte> dest) {
+  return serve_fault(ipa, page_size, page_size, dest);
+}
+
+Result<ServedPage> Pager::serve_fault(uint64_t ipa, uint64_t page_size, uint64_t window,
+                                      std::span<std::byte> dest) {
   const auto start = std::chrono::steady_clock::now();
   if (!is_valid_page_size(page_size)) {
     return invalid_argument(fmt::format("page size {} is not a power of two of at least {} bytes",
@@ -115,16 +122,45 @@ Result<ServedPage> Pager::serve_fault(uint64_t ipa, uint64_t page_size, std::spa
                               "region",
                               ipa, page_ipa, page_size));
   }
-  Result<PageKind> fetched = fetch_with_retry(page_ipa, dest.first(page_size));
+  window = std::clamp<uint64_t>(window, page_size, dest.size());
+  uint64_t length = regions_->room_after(page_ipa, window) & ~(page_size - 1);
+  // The pages around are a bonus: one try for the window, and if that fails
+  // (it may reach where the source cannot), the faulting page alone gets the
+  // full retry policy.
+  Result<PageKind> fetched = Status(ErrorCode::kUnavailable, "not fetched");
+  if (length > page_size) fetched = source_->fetch(page_ipa, dest.first(length));
+  if (!fetched.is_ok()) {
+    length = page_size;
+    fetched = fetch_with_retry(page_ipa, dest.first(length));
+  }
   if (!fetched.is_ok()) {
     counters_->source_errors.fetch_add(1, std::memory_order_relaxed);
     return fetched.status();
   }
   counters_->faults.fetch_add(1, std::memory_order_relaxed);
-  counters_->bytes_served.fetch_add(page_size, std::memory_order_relaxed);
-  if (*fetched == PageKind::kZero) counters_->zero_pages.fetch_add(1, std::memory_order_relaxed);
+  counters_->fault_around_pages.fetch_add(length / page_size - 1, std::memory_order_relaxed);
+  counters_->bytes_served.fetch_add(length, std::memory_order_relaxed);
+  if (*fetched == PageKind::kZero) {
+    counters_->zero_pages.fetch_add(length / page_size, std::memory_order_relaxed);
+  }
   counters_->fault_latency.record(nanos_since(start));
-  return ServedPage{page_ipa, *fetched};
+  return ServedPage{page_ipa, *fetched, length};
+}
+
+Result<PageKind> Pager::fetch_ahead(uint64_t ipa, std::span<std::byte> dest) {
+  if (dest.empty() || !regions_->contains_range(ipa, dest.size())) {
+    return Status(
+        ErrorCode::kOutOfRegion,
+        fmt::format("background fetch [{:#x}, +{:#x}) is not inside one region", ipa, dest.size()));
+  }
+  Result<PageKind> fetched = fetch_with_retry(ipa, dest);
+  if (!fetched.is_ok()) {
+    counters_->source_errors.fetch_add(1, std::memory_order_relaxed);
+    return fetched.status();
+  }
+  counters_->fetched_ahead_pages.fetch_add(dest.size() / kMinPageSize, std::memory_order_relaxed);
+  counters_->bytes_served.fetch_add(dest.size(), std::memory_order_relaxed);
+  return fetched;
 }
 
 Result<std::vector<std::byte>> Pager::serve_fault(uint64_t ipa, uint64_t page_size) {
@@ -194,6 +230,8 @@ PagerStats Pager::stats() const {
   s.source_errors = counters_->source_errors.load(std::memory_order_relaxed);
   s.source_retries = counters_->source_retries.load(std::memory_order_relaxed);
   s.out_of_region = counters_->out_of_region.load(std::memory_order_relaxed);
+  s.fault_around_pages = counters_->fault_around_pages.load(std::memory_order_relaxed);
+  s.fetched_ahead_pages = counters_->fetched_ahead_pages.load(std::memory_order_relaxed);
   s.fault_latency = counters_->fault_latency.summary();
   return s;
 }

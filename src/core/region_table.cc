@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace faultline {
 
 Status Pager::RegionTable::add(uint64_t base, uint64_t size) {
@@ -43,6 +45,15 @@ bool Pager::RegionTable::contains_range(uint64_t base, uint64_t size) const {
     if (base >= r.base && base - r.base < r.size && size <= r.size - (base - r.base)) return true;
   }
   return false;
+}
+
+uint64_t Pager::RegionTable::room_after(uint64_t base, uint64_t size) const {
+  const size_t n = count_.load(std::memory_order_acquire);
+  for (size_t i = 0; i < n; ++i) {
+    const GuestRange& r = regions_[i];
+    if (base >= r.base && base - r.base < r.size) return std::min(size, r.size - (base - r.base));
+  }
+  return 0;
 }
 
 std::vector<GuestRange> Pager::RegionTable::snapshot() const {

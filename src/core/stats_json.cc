@@ -18,6 +18,8 @@ std::string PagerStats::to_json() const {
       {"source_errors", source_errors},
       {"source_retries", source_retries},
       {"out_of_region", out_of_region},
+      {"fault_around_pages", fault_around_pages},
+      {"fetched_ahead_pages", fetched_ahead_pages},
       {"fault_latency", latency},
   };
   return j.dump();

@@ -1,8 +1,8 @@
 // An in-memory image as a page source (tests, embedders holding the bytes).
+#include <fmt/format.h>
+
 #include <cstring>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "faultline/page_source.h"
 #include "sources/zero_scan.h"
@@ -19,17 +19,16 @@ class MemoryPageSource final : public PageSource {
     const uint64_t length = dest.size();
     if (ipa < ram_start_ || ipa - ram_start_ > image_.size() ||
         length > image_.size() - (ipa - ram_start_)) {
-      return Status(ErrorCode::kOutOfRange,
-                    fmt::format("{}: range [{:#x}, +{:#x}) is outside the image", describe(),
-                                ipa, length));
+      return Status(
+          ErrorCode::kOutOfRange,
+          fmt::format("{}: range [{:#x}, +{:#x}) is outside the image", describe(), ipa, length));
     }
     std::memcpy(dest.data(), image_.data() + (ipa - ram_start_), length);
     return is_all_zero(dest.first(length)) ? PageKind::kZero : PageKind::kData;
   }
 
   std::string describe() const override {
-    return fmt::format("memory image of {:#x} bytes (ram_start {:#x})", image_.size(),
-                       ram_start_);
+    return fmt::format("memory image of {:#x} bytes (ram_start {:#x})", image_.size(), ram_start_);
   }
 
  private:

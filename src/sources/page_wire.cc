@@ -79,4 +79,13 @@ Status check_reply_header(std::span<const std::byte, kReplyHeaderSize> header,
   return Status::ok();
 }
 
+uint64_t largest_request_at(uint64_t ipa, uint64_t length) {
+  if (length < kMinWirePageSize || ipa % kMinWirePageSize != 0 || length % kMinWirePageSize != 0) {
+    return 0;
+  }
+  uint64_t size = std::bit_floor(std::min(length, kMaxWirePageSize));
+  while (ipa % size != 0) size /= 2;
+  return size;
+}
+
 }  // namespace faultline::wire

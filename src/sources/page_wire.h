@@ -36,6 +36,12 @@ Result<PageRequest> decode_page_request(std::span<const std::byte, kRequestSize>
 
 ReplyHeaderBytes encode_reply_header(const PageRequest& request);
 // OK when the header echoes `sent`; otherwise kProtocol naming the mismatch.
+// The largest request v1 can carry for the start of [ipa, ipa + length): a
+// power of two that `ipa` is aligned to, at most `length` and kMaxWirePageSize.
+// Ranges are sent as a run of such requests. 0 if ipa or length is not
+// aligned to kMinWirePageSize.
+uint64_t largest_request_at(uint64_t ipa, uint64_t length);
+
 Status check_reply_header(std::span<const std::byte, kReplyHeaderSize> header,
                           const PageRequest& sent);
 

@@ -1,0 +1,96 @@
+// Background fill: while the guest runs, install every page it has not asked
+// for yet, in chunks, always giving way to demand faults, until all of guest
+// memory is resident.
+#include <fmt/format.h>
+#include <poll.h>
+
+#include "core/log.h"
+#include "os_linux/fault_server_impl.h"
+
+namespace faultline {
+
+// A fault is queued (unread) or being served right now.
+bool FaultServer::Impl::demand_waiting() const {
+  if (faults_in_service_.load(std::memory_order_relaxed) > 0) return true;
+  pollfd pfd{uffd_.get(), POLLIN, 0};
+  return ::poll(&pfd, 1, 0) > 0 && (pfd.revents & POLLIN) != 0;
+}
+
+void FaultServer::Impl::fill_loop() {
+  PageBuffer buffer(std::max(options_.fill_chunk, options_.max_page_size));
+  if (!buffer.ok()) {
+    log().warn("{}: no buffer for background fill: {}", options_.name, std::strerror(errno));
+    return;
+  }
+  for (size_t i = 0; i < mappings_.size(); ++i) {
+    if (!fill_mapping(mappings_.at(i), buffer.span())) return;
+  }
+  if (!everything_resident()) {
+    log().warn("{}: background fill ended with pages still missing", options_.name);
+    return;
+  }
+  const auto took = std::chrono::steady_clock::now() - started_at_;
+  fully_resident_ns_.store(
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(took).count()));
+  log().debug("{}: background fill done: everything resident after {:.1f} ms", options_.name,
+              std::chrono::duration<double, std::milli>(took).count());
+}
+
+// False if filling must stop (shutdown, a failing source, the process gone).
+bool FaultServer::Impl::fill_mapping(Mapping& m, std::span<std::byte> buffer) {
+  const uint64_t page_size = m.layout.page_size;
+  const uint64_t chunk_pages = std::max<uint64_t>(1, options_.fill_chunk / page_size);
+  uint64_t page = 0;
+  while (page < m.pages()) {
+    if (stopping_.load(std::memory_order_relaxed)) return false;
+    if (m.retired.load()) return true;
+    if (m.resident.test(page) || m.removed.test(page)) {
+      ++page;
+      continue;
+    }
+    while (demand_waiting()) {
+      if (stopping_.load(std::memory_order_relaxed)) return false;
+      std::this_thread::yield();
+    }
+    uint64_t pages = 1;
+    while (pages < chunk_pages && page + pages < m.pages() && !m.resident.test(page + pages) &&
+           !m.removed.test(page + pages)) {
+      ++pages;
+    }
+    const uint64_t host = m.host_begin() + page * page_size;
+    auto chunk = buffer.first(pages * page_size);
+    Result<PageKind> fetched = pager_->fetch_ahead(m.guest_address(host), chunk);
+    if (!fetched.is_ok()) {
+      // Demand faults will meet the same trouble and deal with it.
+      log().warn("{}: background fill stops: {}", options_.name, fetched.status().to_string());
+      return false;
+    }
+    const std::byte* src = *fetched == PageKind::kData ? chunk.data() : nullptr;
+    Result<Installed> installed = install_range(m, host, chunk.size(), src, buffer);
+    if (!installed.is_ok()) {
+      log().warn("{}: background fill stops: {}", options_.name, installed.status().to_string());
+      return false;
+    }
+    if (*installed == Installed::kGone) return false;
+    if (*installed == Installed::kAgain) {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+      continue;  // the address space is changing; look again
+    }
+    filled_pages_.fetch_add(pages, std::memory_order_relaxed);
+    ++page;  // the rest of the chunk is skipped above if it is now resident
+  }
+  return true;
+}
+
+bool FaultServer::Impl::everything_resident() {
+  for (size_t i = 0; i < mappings_.size(); ++i) {
+    Mapping& m = mappings_.at(i);
+    if (m.retired.load()) continue;
+    for (uint64_t page = 0; page < m.pages(); ++page) {
+      if (!m.resident.test(page) && !m.removed.test(page)) return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace faultline

@@ -1,0 +1,144 @@
+// The fault server's insides, shared by the files that hold its parts:
+//   fault_server.cc          life cycle: create, map, start, stop, stats
+//   fault_loop.cc            reading events and serving faults (fault-around, spin)
+//   page_installer.cc        UFFDIO_COPY / ZEROPAGE / POISON, and failed faults
+//   address_space_events.cc  REMOVE, UNMAP, REMAP, FORK
+//   background_fill.cc       installing what nobody has asked for yet
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <shared_mutex>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include "faultline/fault_server.h"
+#include "os_linux/fault_streams.h"
+#include "os_linux/mapping_table.h"
+#include "os_linux/uffd.h"
+
+namespace faultline {
+
+// What became of one fault event.
+enum class Served { kDone, kRetryLater, kStop };
+
+// The outcome of installing a range.
+enum class Installed { kDone, kAgain, kGone };
+
+class FaultServer::Impl {
+ public:
+  Impl(PagerHandle pager, UniqueFd uffd, uint64_t features, bool owns_registration,
+       FaultServerOptions options);
+  ~Impl();
+
+  Status init();
+  Status map(const GuestMapping& m, bool register_with_uffd);
+  Status start();
+  Status pager_prewarm(PageSink& sink) { return pager_->prewarm(sink); }
+  Status install_guest_page(uint64_t page_ipa, uint64_t page_size,
+                            std::span<const std::byte> bytes);
+  void request_shutdown();
+  Status wait();
+  bool running() const { return running_threads_.load() > 0; }
+  FaultServerStats stats() const;
+  const Pager& pager() const { return *pager_; }
+  int uffd() const { return uffd_.get(); }
+  bool can_poison() const { return (features_ & UFFD_FEATURE_POISON) != 0; }
+
+ private:
+  // Per serving thread: its buffer, its faults waiting on EAGAIN, its streams.
+  struct ThreadState {
+    std::span<std::byte> buffer;
+    std::vector<uint64_t> deferred;
+    FaultStreams streams;
+  };
+
+  // fault_loop.cc
+  void serve_loop();
+  bool read_and_serve(ThreadState& t);
+  bool retry_deferred(ThreadState& t);
+  bool spin_for_more(ThreadState& t);
+  Served serve_fault_at(uint64_t address, ThreadState& t);
+
+  // page_installer.cc
+  Result<Installed> install_range(Mapping& m, uint64_t host, uint64_t len, const std::byte* src,
+                                  std::span<std::byte> scratch);
+  Served fail_fault(Mapping* m, uint64_t host_page, uint64_t page_size, const Status& why);
+  bool poison_page(uint64_t host_page, uint64_t page_size);
+  void poison_unresident();
+
+  // address_space_events.cc
+  void apply_event(const uffd_msg& msg);
+  void apply_remap(uint64_t from, uint64_t to, uint64_t len);
+  void adopt_child(UniqueFd child_uffd);
+
+  // background_fill.cc
+  void fill_loop();
+  bool fill_mapping(Mapping& m, std::span<std::byte> buffer);
+  bool demand_waiting() const;
+  bool everything_resident();
+
+  void join();
+  void stop_with(const Status& why);
+  bool stopped_by_failure();
+  uint64_t max_window_bytes() const;
+
+  PagerHandle pager_;
+  FaultServerOptions options_;
+  UniqueFd uffd_;
+  UniqueFd wake_;
+  uint64_t features_;
+  bool owns_registration_;
+  uint64_t listener_id_ = 0;
+  MappingTable mappings_;
+  // Shared by installs, exclusive while reading events and applying the
+  // non-fault ones: no install can slip in between the kernel learning that
+  // a removal was read and our marking of it (see read_and_serve).
+  std::shared_mutex events_mu_;
+
+  std::mutex threads_mu_;
+  std::vector<std::thread> threads_;
+  std::atomic<int> running_threads_{0};
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> faults_in_service_{0};
+  std::chrono::steady_clock::time_point started_at_;
+  std::mutex status_mu_;
+  Status stop_status_;
+  std::mutex children_mu_;
+  std::vector<std::unique_ptr<Impl>> children_;  // servers of forked children
+
+  std::atomic<uint64_t> events_{0};
+  std::atomic<uint64_t> copies_{0};
+  std::atomic<uint64_t> zero_installs_{0};
+  std::atomic<uint64_t> already_present_{0};
+  std::atomic<uint64_t> retried_installs_{0};
+  std::atomic<uint64_t> poisoned_{0};
+  std::atomic<uint64_t> failed_faults_{0};
+  std::atomic<uint64_t> removed_ranges_{0};
+  std::atomic<uint64_t> removed_pages_{0};
+  std::atomic<uint64_t> removed_zero_installs_{0};
+  std::atomic<uint64_t> unmapped_ranges_{0};
+  std::atomic<uint64_t> remaps_{0};
+  std::atomic<uint64_t> forks_{0};
+  std::atomic<uint64_t> filled_pages_{0};
+  std::atomic<uint64_t> fully_resident_ns_{0};
+};
+
+// An anonymous, page-aligned buffer that UFFDIO_COPY reads from.
+class PageBuffer {
+ public:
+  explicit PageBuffer(uint64_t size);
+  ~PageBuffer();
+  PageBuffer(const PageBuffer&) = delete;
+  PageBuffer& operator=(const PageBuffer&) = delete;
+  bool ok() const { return data_ != nullptr; }
+  std::span<std::byte> span() { return {data_, size_}; }
+
+ private:
+  std::byte* data_ = nullptr;
+  uint64_t size_;
+};
+
+}  // namespace faultline

@@ -1,0 +1,52 @@
+// Which faults continue a sequential stream. Each server thread keeps a few
+// streams; a fault at or just past where a stream's last window ended grows
+// that stream's window (x2), any other fault starts a new stream of one page.
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+namespace faultline {
+
+class FaultStreams {
+ public:
+  explicit FaultStreams(uint64_t max_window_pages) : max_pages_(max_window_pages) {}
+
+  // The window, in pages, for a fault on the page at `host_page`.
+  uint64_t window_for(uint64_t host_page, uint64_t page_size) {
+    ++clock_;
+    for (Stream& s : streams_) {
+      if (s.window != 0 && host_page >= s.next && host_page < s.next + s.window * page_size) {
+        s.window = s.window * 2 > max_pages_ ? max_pages_ : s.window * 2;
+        s.used = clock_;
+        current_ = &s;
+        return s.window;
+      }
+    }
+    Stream* oldest = &streams_[0];
+    for (Stream& s : streams_) {
+      if (s.used < oldest->used) oldest = &s;
+    }
+    *oldest = Stream{host_page, 1, clock_};
+    current_ = oldest;
+    return 1;
+  }
+
+  // Where the window just served ended.
+  void served_until(uint64_t host_end) {
+    if (current_ != nullptr) current_->next = host_end;
+  }
+
+ private:
+  struct Stream {
+    uint64_t next = 0;    // host address just past the last window
+    uint64_t window = 0;  // pages; 0 = unused slot
+    uint64_t used = 0;
+  };
+  std::array<Stream, 8> streams_{};
+  Stream* current_ = nullptr;
+  uint64_t clock_ = 0;
+  uint64_t max_pages_;
+};
+
+}  // namespace faultline
