@@ -40,6 +40,7 @@ test-all:
 	$(MAKE) --no-print-directory test-fast
 	$(MAKE) --no-print-directory test-asan
 	$(MAKE) --no-print-directory test-tsan
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
 
 # The plain build and its tests.
 test-fast: build
