@@ -1,10 +1,26 @@
 # The two commands: `make demo` and `make test`. Both install missing Debian
 # packages (scripts/install-deps.sh), build, and run.
+#
+# make test = test-fast, test-asan, test-tsan, then a short run of every fuzz
+# target; the first failure or sanitizer report stops it. Each part has its own
+# build directory (build, build-asan, build-tsan, build-fuzz) and runs alone too.
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
+# Seconds per fuzz target: for `make fuzz`, and for the fuzz part of `make test`.
+FUZZ_SECONDS ?= 60
+TEST_FUZZ_SECONDS ?= 20
 
-.PHONY: all deps configure build test demo format clean
+CONFIGURE = cmake -S . -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+CTEST = ctest --output-on-failure -j $(JOBS)
+TIMED = ./scripts/timed.sh
+ASAN = -DFAULTLINE_SANITIZER=address,undefined
+TSAN = -DFAULTLINE_SANITIZER=thread
+FUZZ = -DCMAKE_CXX_COMPILER=clang++ -DFAULTLINE_BUILD_TESTS=OFF -DFAULTLINE_BUILD_FUZZERS=ON \
+	-DFAULTLINE_SANITIZER=address,undefined,fuzzer-no-link
+
+.PHONY: all deps configure build test test-all test-fast test-asan test-tsan fuzz fuzz-build \
+	demo format clean
 
 all: build
 
@@ -12,13 +28,45 @@ deps:
 	./scripts/install-deps.sh
 
 configure: deps
-	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+	$(CONFIGURE) -B $(BUILD) $(CMAKE_FLAGS)
 
 build: configure
-	cmake --build $(BUILD) -j $(JOBS)
+	$(TIMED) "build" cmake --build $(BUILD) -j $(JOBS)
 
-test: build
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 300
+test: deps
+	$(TIMED) "make test (all parts)" $(MAKE) --no-print-directory test-all
+
+test-all:
+	$(MAKE) --no-print-directory test-fast
+	$(MAKE) --no-print-directory test-asan
+	$(MAKE) --no-print-directory test-tsan
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
+
+# The plain build and its tests.
+test-fast: build
+	$(TIMED) "test-fast tests" $(CTEST) --test-dir $(BUILD) --timeout 300
+
+# The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer (GCC).
+test-asan: deps
+	$(CONFIGURE) -B build-asan $(ASAN) $(CMAKE_FLAGS)
+	$(TIMED) "test-asan build" cmake --build build-asan -j $(JOBS)
+	$(TIMED) "test-asan tests" $(CTEST) --test-dir build-asan --timeout 600
+
+# The whole suite under ThreadSanitizer (GCC).
+test-tsan: deps
+	$(CONFIGURE) -B build-tsan $(TSAN) $(CMAKE_FLAGS)
+	$(TIMED) "test-tsan build" cmake --build build-tsan -j $(JOBS)
+	$(TIMED) "test-tsan tests" $(CTEST) --test-dir build-tsan --timeout 600
+
+# The libFuzzer targets in fuzz/ (clang), with ASan + UBSan.
+fuzz-build: deps
+	$(CONFIGURE) -B build-fuzz $(FUZZ) $(CMAKE_FLAGS)
+	$(TIMED) "fuzz build" cmake --build build-fuzz -j $(JOBS)
+
+# Every fuzz target for FUZZ_SECONDS, starting from its seeds in fuzz/corpus/.
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(TIMED) "fuzz, $(FUZZ_SECONDS) s per target" \
+	  $(CTEST) --test-dir build-fuzz -L fuzz
 
 demo: build
 	$(BUILD)/faultline demo
@@ -27,4 +75,4 @@ format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz

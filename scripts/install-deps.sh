@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian packages faultline needs to build, test and run its demo.
+# Installs the Debian packages faultline needs to build, test and run its demo:
+# GCC with its sanitizer runtimes (ASan, UBSan, TSan) for the test builds, and
+# clang with libFuzzer (libclang-rt-14-dev) for the fuzz targets.
 # Only missing packages are installed; a machine that has them all is left alone.
 set -euo pipefail
 
@@ -7,6 +9,8 @@ packages=(
   build-essential cmake make ninja-build pkg-config
   libgtest-dev libgmock-dev googletest
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
+  libasan8 libubsan1 libtsan2
+  clang libclang-rt-14-dev llvm
 )
 
 missing=()

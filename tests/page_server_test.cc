@@ -252,6 +252,10 @@ class ServePagesProcess {
     int status = 0;
     EXPECT_EQ(::waitpid(pid_, &status, 0), pid_);
     pid_ = -1;
+    // In a sanitizer build, a report from the child fails the test even where
+    // the test expects a non-zero exit.
+    EXPECT_EQ(output_.find("Sanitizer"), std::string::npos) << output_;
+    EXPECT_EQ(output_.find("runtime error:"), std::string::npos) << output_;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
 

@@ -55,6 +55,21 @@ TEST(SocketAddressTest, RejectsMalformedAddressesNamingTheProblem) {
   expect_rejected("tcp:::1:80", "brackets");
 }
 
+// Found by fuzz/socket_address.cc: the host went to getaddrinfo cut at the NUL.
+TEST(SocketAddressTest, RejectsAHostWithANulByte) {
+  using namespace std::string_literals;
+  expect_rejected("tcp:locm\0\0\0\0\0\0\0alhost:7000"s, "NUL byte");
+  expect_rejected("tcp:[::1\0evil]:7000"s, "NUL byte");
+}
+
+// Found by fuzz/socket_address.cc: "tcp:[[x]:1" gave host "[x", whose text form
+// "tcp:[x:1" did not parse back.
+TEST(SocketAddressTest, RejectsAHostWithBrackets) {
+  expect_rejected("tcp:[[x]:1", "'[' or ']'");
+  expect_rejected("tcp:x]:1", "'[' or ']'");
+  expect_rejected("tcp:a[b:1", "'[' or ']'");
+}
+
 TEST(SocketAddressTest, UnixListenerReplacesAStaleSocketAndIsPrivate) {
   TempDir dir;
   auto address = parse_socket_address("unix:" + dir.file("s.sock"));

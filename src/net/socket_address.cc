@@ -63,6 +63,14 @@ Result<SocketAddress> parse_tcp(std::string_view text, std::string_view rest) {
     }
   }
   if (host.empty()) return bad_address(text, "the host is empty (expected tcp:HOST:PORT)");
+  // The resolver would stop at a NUL and look up another host than the one written.
+  if (host.find('\0') != std::string_view::npos) {
+    return bad_address(text, "the host contains a NUL byte");
+  }
+  // No name or address holds them, and to_string() could not be parsed back.
+  if (host.find_first_of("[]") != std::string_view::npos) {
+    return bad_address(text, "the host contains '[' or ']'");
+  }
   auto port = parse_port(text, after_host.substr(1));
   if (!port) return port.status();
   SocketAddress address;

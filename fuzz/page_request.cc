@@ -1,0 +1,35 @@
+// The page server's request parser: the first 16 bytes a peer sends on every
+// request. An accepted request is a page the server may read: a power-of-two
+// size within bounds, aligned, not wrapping, and it re-encodes to the same
+// bytes. A rejected one is an InvalidArgument with a message.
+#include <bit>
+#include <cstring>
+
+#include "fuzz_check.h"
+#include "sources/page_wire.h"
+
+using namespace faultline;
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < wire::kRequestSize) return -1;  // the server waits for all 16 bytes
+  wire::RequestBytes bytes;
+  std::memcpy(bytes.data(), data, bytes.size());
+
+  auto request = wire::decode_page_request(bytes);
+  if (!request) {
+    FUZZ_CHECK(request.status().code() == ErrorCode::kInvalidArgument);
+    FUZZ_CHECK(!request.status().message().empty());
+    return 0;
+  }
+  const uint64_t ipa = request->ipa;
+  const uint64_t page_size = request->page_size;
+  FUZZ_CHECK(std::has_single_bit(page_size));
+  FUZZ_CHECK(page_size >= wire::kMinWirePageSize && page_size <= wire::kMaxWirePageSize);
+  FUZZ_CHECK(ipa % page_size == 0);
+  FUZZ_CHECK(ipa + page_size > ipa);  // the last byte, ipa + page_size - 1, does not wrap
+  FUZZ_CHECK(wire::validate_page_request(*request).is_ok());
+  FUZZ_CHECK(wire::encode_page_request(*request) == bytes);
+  // The reply header the server sends for it is the one the client accepts.
+  FUZZ_CHECK(wire::check_reply_header(wire::encode_reply_header(*request), *request).is_ok());
+  return 0;
+}
