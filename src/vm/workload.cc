@@ -23,15 +23,14 @@ void put64(std::span<std::byte> ram, uint64_t gpa, uint64_t value) {
   std::memcpy(ram.data() + gpa, &value, sizeof(value));
 }
 
-// A step coprime with `pages` near its golden-ratio point, so pass 2 visits
-// every page once and far from its neighbour.
-uint64_t choose_stride(uint64_t pages) {
+}  // namespace
+
+// Near the golden-ratio point, so consecutive visits land far apart.
+uint64_t walk_stride(uint64_t pages) {
   uint64_t stride = std::max<uint64_t>(1, pages * 618 / 1000) | 1;
   while (std::gcd(stride, pages) != 1) stride += 2;
   return stride % pages == 0 ? 1 : stride % pages;
 }
-
-}  // namespace
 
 uint64_t WorkloadInfo::total_reports() const {
   return WORKLOAD_PASSES * reports_per_pass();
@@ -68,7 +67,7 @@ Status load_workload(std::span<std::byte> ram, const WorkloadParams& params) {
   const uint64_t pages = (ram.size() - GUEST_WORK_START) / 4096;
   put64(ram, GUEST_PARAMS + PARAM_WORK_PAGES, pages);
   put64(ram, GUEST_PARAMS + PARAM_SEED, params.seed);
-  put64(ram, GUEST_PARAMS + PARAM_STRIDE, choose_stride(pages));
+  put64(ram, GUEST_PARAMS + PARAM_STRIDE, walk_stride(pages));
   put64(ram, GUEST_PARAMS + PARAM_PROGRESS_MASK, params.progress_bytes / 4096 - 1);
   put64(ram, GUEST_PARAMS + PARAM_WORDS_PER_PAGE, params.words_per_page);
   put64(ram, GUEST_PARAMS + PARAM_WORD_STEP, 4096 / params.words_per_page);

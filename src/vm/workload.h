@@ -56,6 +56,9 @@ WorkloadInfo read_workload_info(std::span<const std::byte> ram);
 // Reads the results the guest left in the parameter page.
 WorkloadResults read_workload_results(std::span<const std::byte> ram);
 
+// Pass 2's step through `pages` pages: coprime with it, so it visits each once.
+uint64_t walk_stride(uint64_t pages);
+
 Progress decode_progress(uint32_t value, const WorkloadInfo& info);
 
 }  // namespace faultline::vm
