@@ -364,7 +364,7 @@ Result<VmState> read_vm_state(const std::string& path) {
   if (!fd) return io_error(fmt::format("open state file {}", path), errno);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return io_error(fmt::format("stat {}", path), errno);
-  constexpr off_t kMaxStateFile = 64 << 20;
+  constexpr off_t kMaxStateFile = 16 << 20;
   if (st.st_size > kMaxStateFile) {
     return invalid_argument(
         fmt::format("{}: {} bytes; a state file is far smaller", path, st.st_size));

@@ -10,7 +10,7 @@
 //
 // Every page is touched in every pass, so every page faults once after a lazy
 // restore. Few words per page keep the guest quick where KVM emulates guest
-// instructions (see shared/notes/kvm-here.md); 512 fills whole pages.
+// instructions (software nested virtualisation); 512 fills whole pages.
 //
 // Progress goes out on PORT_PROGRESS; the results go to the parameter page
 // and PORT_RESULT says they are there. All state lives in registers and guest
