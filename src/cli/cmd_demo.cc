@@ -1,5 +1,7 @@
-// `faultline demo`: make a snapshot image, restore it lazily in a fresh
-// process, run a memory workload over it, verify every byte, show the figures.
+// `faultline demo`: where KVM can run our guest, the VM demo (vm_demo.cc);
+// otherwise, or with --process, the process demo: make a snapshot image,
+// restore it lazily in a fresh process, run a memory workload over it, verify
+// every byte, show the figures.
 #include <fmt/format.h>
 #include <spawn.h>
 #include <sys/mman.h>
@@ -18,10 +20,12 @@
 #include "cli/commands.h"
 #include "cli/demo_image.h"
 #include "cli/size_option.h"
+#include "cli/vm_demo.h"
 #include "core/log.h"
 #include "faultline/fault_server.h"
 #include "faultline/page_server.h"
 #include "faultline/pager.h"
+#include "vm/probe.h"
 
 extern char** environ;
 
@@ -45,6 +49,8 @@ struct DemoOptions {
   std::string source = "file";  // file | socket
   std::string dir;              // where the image goes; a temporary folder by default
   bool json = false;
+  bool process = false;  // the process demo even where KVM works
+  VmDemoOptions vm;
 };
 
 struct RestoreOptions {
@@ -258,7 +264,20 @@ int spawn_restore(const std::vector<std::string>& args) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 }
 
+int run_process_demo(const DemoOptions& o);
+
 int run_demo(const DemoOptions& o) {
+  if (!o.process && !o.json) {
+    const Status kvm = vm::probe_kvm();
+    if (kvm.is_ok()) return run_vm_demo(o.vm);
+    fmt::print("KVM cannot run the demo guest here ({}); showing the process demo instead\n\n",
+               kvm.to_string());
+    std::fflush(stdout);
+  }
+  return run_process_demo(o);
+}
+
+int run_process_demo(const DemoOptions& o) {
   Result<uint64_t> size = parse_size(o.size);
   if (!size.is_ok()) {
     log().error("--size: {}", size.status().message());
@@ -338,7 +357,10 @@ void add_demo_command(CLI::App& app) {
                    "file: read the image directly; socket: through a page server")
       ->capture_default_str();
   demo->add_option("--dir", demo_options->dir, "keep the image in this folder");
-  demo->add_flag("--json", demo_options->json, "print the figures as JSON");
+  demo->add_flag("--json", demo_options->json, "print the figures as JSON (process demo)");
+  demo->add_flag("--process", demo_options->process,
+                 "the process demo, even where KVM can run the VM demo");
+  demo->add_option("--ram", demo_options->vm.ram, "the VM demo's guest RAM")->capture_default_str();
   demo->callback([demo_options] {
     if (int rc = run_demo(*demo_options); rc != 0) throw CLI::RuntimeError(rc);
   });

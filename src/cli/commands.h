@@ -8,5 +8,6 @@ namespace faultline::cli {
 void add_serve_pages_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
 void add_handle_command(CLI::App& app);
+void add_vm_command(CLI::App& app);
 
 }  // namespace faultline::cli

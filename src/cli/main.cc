@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   faultline::cli::add_serve_pages_command(app);
   faultline::cli::add_demo_command(app);
   faultline::cli::add_handle_command(app);
+  faultline::cli::add_vm_command(app);
 
   CLI11_PARSE(app, argc, argv);
   return 0;

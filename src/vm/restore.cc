@@ -1,0 +1,90 @@
+#include "vm/restore.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+
+namespace faultline::vm {
+namespace {
+
+Result<std::unique_ptr<PageSource>> open_source(const RestoreOptions& o) {
+  if (!o.mem_file.empty() && !o.page_server.empty()) {
+    return invalid_argument("give a memory file or a page server, not both");
+  }
+  if (!o.page_server.empty()) return connect_socket_page_source(o.page_server);
+  if (o.mem_file.empty()) return invalid_argument("no memory file and no page server given");
+  return open_file_page_source(o.mem_file, 0);
+}
+
+Status serve_lazily(RestoredVm& vm, std::unique_ptr<PageSource> source, int threads) {
+  PagerConfig config;
+  for (const GuestRange& r : vm.state.prewarm) config.prewarm.add(r);
+  vm.pager = Pager::create(std::move(source), config);
+  if (Status s = vm.pager->register_region(0, vm.ram->size()); !s.is_ok()) return s;
+  FaultServerOptions options;
+  options.threads = threads;
+  options.name = "vm";
+  auto server = FaultServer::create(vm.pager, options);
+  if (!server.is_ok()) return server.status();
+  vm.server = std::move(server).value();
+  if (Status s = vm.server->map({0, vm.ram->data(), vm.ram->size(), kMinPageSize}); !s.is_ok()) {
+    return s;
+  }
+  if (Status s = vm.server->prewarm(); !s.is_ok()) return s.with_context("prewarm");
+  return vm.server->start();
+}
+
+Status copy_everything(RestoredVm& vm, PageSource& source) {
+  constexpr uint64_t kChunk = 1 << 20;
+  const uint64_t size = vm.ram->size();
+  for (uint64_t off = 0; off < size; off += kChunk) {
+    const uint64_t len = std::min(kChunk, size - off);
+    auto kind = source.fetch(off, {vm.ram->data() + off, len});
+    if (!kind.is_ok()) return kind.status();
+    // Anonymous memory already reads as zero: zero chunks need no copy.
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+RestoredVm::~RestoredVm() {
+  machine.reset();
+  if (server) {
+    server->request_shutdown();
+    (void)server->wait();
+    server.reset();
+  }
+}
+
+Result<std::unique_ptr<RestoredVm>> restore_vm(const RestoreOptions& o) {
+  auto vm = std::make_unique<RestoredVm>();
+  vm->started = Clock::now();
+  auto state = read_vm_state(o.state_file);
+  if (!state.is_ok()) return state.status();
+  vm->state = std::move(state).value();
+  if (vm->state.ram_base != 0) {
+    return Status(ErrorCode::kUnsupported,
+                  fmt::format("guest RAM at {:#x}: this VMM puts it at 0", vm->state.ram_base));
+  }
+  if (Status s = check_guest_ram_size(vm->state.ram_size); !s.is_ok()) return s;
+  auto ram = GuestRam::map(vm->state.ram_size);
+  if (!ram.is_ok()) return ram.status();
+  vm->ram = std::move(ram).value();
+
+  auto source = open_source(o);
+  if (!source.is_ok()) return source.status();
+  vm->source = (*source)->describe();
+  Status s = o.lazy ? serve_lazily(*vm, std::move(source).value(), o.fault_threads)
+                    : copy_everything(*vm, **source);
+  if (!s.is_ok()) return s;
+  vm->memory_ready = Clock::now();
+
+  auto machine = Machine::create(vm->ram->bytes());
+  if (!machine.is_ok()) return machine.status();
+  vm->machine = std::move(machine).value();
+  if (Status r = vm->machine->restore(vm->state); !r.is_ok()) return r;
+  return vm;
+}
+
+}  // namespace faultline::vm

@@ -1,0 +1,48 @@
+// Resuming a snapshot in this process. Lazily: guest RAM is registered with a
+// Pager and the userfaultfd fault server, the boot-critical pages of the
+// state's PREWARM section are installed, and the vCPU resumes at once; every
+// other page arrives when the guest (through KVM) or the VMM first touches it.
+// Eagerly: every page is copied in before the vCPU resumes, for comparison.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "faultline/fault_server.h"
+#include "faultline/pager.h"
+#include "faultline/status.h"
+#include "vm/guest_ram.h"
+#include "vm/machine.h"
+#include "vm/state_file.h"
+
+namespace faultline::vm {
+
+struct RestoreOptions {
+  std::string state_file;
+  std::string mem_file;     // the snapshot's memory file, or ...
+  std::string page_server;  // ... a `faultline serve-pages` serving it (ram start 0)
+  bool lazy = true;
+  int fault_threads = 1;
+};
+
+// A restored VM, ready to run. Members are destroyed machine first, then the
+// fault server, then guest RAM.
+struct RestoredVm {
+  VmState state;
+  std::string source;  // the page source, described
+  std::unique_ptr<GuestRam> ram;
+  PagerHandle pager;                    // lazy only
+  std::unique_ptr<FaultServer> server;  // lazy only
+  std::unique_ptr<Machine> machine;
+  Clock::time_point started;       // restore start
+  Clock::time_point memory_ready;  // lazy: prewarmed; eager: every page copied
+
+  ~RestoredVm();
+  RestoredVm() = default;
+  RestoredVm(const RestoredVm&) = delete;
+  RestoredVm& operator=(const RestoredVm&) = delete;
+};
+
+Result<std::unique_ptr<RestoredVm>> restore_vm(const RestoreOptions& options);
+
+}  // namespace faultline::vm

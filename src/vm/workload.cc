@@ -1,0 +1,105 @@
+#include "vm/workload.h"
+
+#include <fmt/format.h>
+
+#include <bit>
+#include <cstring>
+#include <numeric>
+
+#include "vm/guest/guest_abi.h"
+#include "vm/guest_program.h"
+#include "vm/long_mode.h"
+
+namespace faultline::vm {
+namespace {
+
+uint64_t get64(std::span<const std::byte> ram, uint64_t gpa) {
+  uint64_t v = 0;
+  std::memcpy(&v, ram.data() + gpa, sizeof(v));
+  return v;
+}
+
+void put64(std::span<std::byte> ram, uint64_t gpa, uint64_t value) {
+  std::memcpy(ram.data() + gpa, &value, sizeof(value));
+}
+
+}  // namespace
+
+// Near the golden-ratio point, so consecutive visits land far apart.
+uint64_t walk_stride(uint64_t pages) {
+  uint64_t stride = std::max<uint64_t>(1, pages * 618 / 1000) | 1;
+  while (std::gcd(stride, pages) != 1) stride += 2;
+  return stride % pages == 0 ? 1 : stride % pages;
+}
+
+uint64_t WorkloadInfo::total_reports() const {
+  return WORKLOAD_PASSES * reports_per_pass();
+}
+
+Status check_guest_ram_size(uint64_t size) {
+  if (size < kMinGuestRam || size > kMaxGuestRam || size % 4096 != 0) {
+    return invalid_argument(fmt::format(
+        "guest RAM of {} bytes: it must be a multiple of 4 KiB between {} MiB and {} GiB", size,
+        kMinGuestRam >> 20, kMaxGuestRam >> 30));
+  }
+  return Status::ok();
+}
+
+Status load_workload(std::span<std::byte> ram, const WorkloadParams& params) {
+  if (Status s = check_guest_ram_size(ram.size()); !s.is_ok()) return s;
+  const std::span<const std::byte> program = workload_program();
+  if (program.size() > GUEST_STACK_TOP - GUEST_CODE - 4096) {
+    return invalid_argument(
+        fmt::format("the guest program is {} bytes, too large", program.size()));
+  }
+  if (params.progress_bytes < 4096 || !std::has_single_bit(params.progress_bytes)) {
+    return invalid_argument(
+        fmt::format("a progress report every {} bytes: it must be a power of two, 4 KiB or more",
+                    params.progress_bytes));
+  }
+  if (params.words_per_page == 0 || params.words_per_page > 512 ||
+      !std::has_single_bit(params.words_per_page)) {
+    return invalid_argument(fmt::format(
+        "{} words per page: it must be a power of two from 1 to 512", params.words_per_page));
+  }
+  write_boot_tables(ram);
+  std::memcpy(ram.data() + GUEST_CODE, program.data(), program.size());
+  const uint64_t pages = (ram.size() - GUEST_WORK_START) / 4096;
+  put64(ram, GUEST_PARAMS + PARAM_WORK_PAGES, pages);
+  put64(ram, GUEST_PARAMS + PARAM_SEED, params.seed);
+  put64(ram, GUEST_PARAMS + PARAM_STRIDE, walk_stride(pages));
+  put64(ram, GUEST_PARAMS + PARAM_PROGRESS_MASK, params.progress_bytes / 4096 - 1);
+  put64(ram, GUEST_PARAMS + PARAM_WORDS_PER_PAGE, params.words_per_page);
+  put64(ram, GUEST_PARAMS + PARAM_WORD_STEP, 4096 / params.words_per_page);
+  return Status::ok();
+}
+
+WorkloadInfo read_workload_info(std::span<const std::byte> ram) {
+  WorkloadInfo info;
+  info.pages = get64(ram, GUEST_PARAMS + PARAM_WORK_PAGES);
+  info.seed = get64(ram, GUEST_PARAMS + PARAM_SEED);
+  info.stride = get64(ram, GUEST_PARAMS + PARAM_STRIDE);
+  info.progress_pages = get64(ram, GUEST_PARAMS + PARAM_PROGRESS_MASK) + 1;
+  info.words_per_page = get64(ram, GUEST_PARAMS + PARAM_WORDS_PER_PAGE);
+  return info;
+}
+
+WorkloadResults read_workload_results(std::span<const std::byte> ram) {
+  WorkloadResults r;
+  r.checksum = get64(ram, GUEST_PARAMS + RESULT_CHECKSUM);
+  r.mismatches = get64(ram, GUEST_PARAMS + RESULT_MISMATCHES);
+  r.pages = get64(ram, GUEST_PARAMS + RESULT_PAGES);
+  return r;
+}
+
+Progress decode_progress(uint32_t value, const WorkloadInfo& info) {
+  Progress p;
+  p.pass = value >> 28;
+  p.pages = value & ((1u << 28) - 1);
+  if (info.progress_pages != 0 && p.pass >= 1) {
+    p.index = (p.pass - 1) * info.reports_per_pass() + p.pages / info.progress_pages;
+  }
+  return p;
+}
+
+}  // namespace faultline::vm
