@@ -20,7 +20,7 @@ FUZZ = -DCMAKE_CXX_COMPILER=clang++ -DFAULTLINE_BUILD_TESTS=OFF -DFAULTLINE_BUIL
 	-DFAULTLINE_SANITIZER=address,undefined,fuzzer-no-link
 
 .PHONY: all deps configure build test test-all test-fast test-asan test-tsan fuzz fuzz-build \
-	demo format clean
+	bench demo format clean
 
 all: build
 
@@ -67,6 +67,11 @@ fuzz-build: deps
 fuzz: fuzz-build
 	FUZZ_SECONDS=$(FUZZ_SECONDS) $(TIMED) "fuzz, $(FUZZ_SECONDS) s per target" \
 	  $(CTEST) --test-dir build-fuzz -L fuzz
+
+# Speed against the baselines, measured in one run (BENCH_ARGS="--size 256M" for a quick one).
+BENCH_ARGS ?=
+bench: build
+	$(BUILD)/bench/faultline-bench $(BENCH_ARGS)
 
 demo: build
 	$(BUILD)/faultline demo

@@ -197,6 +197,7 @@ struct RestoreArgs {
   bool eager = false;
   bool lazy = false;
   int fault_threads = 1;
+  bool no_fill = false;
   bool quiet = false;
   bool json = false;
 };
@@ -209,6 +210,7 @@ void restore_vm(const RestoreArgs& a) {
   options.page_server = a.page_server;
   options.lazy = !a.eager;
   options.fault_threads = a.fault_threads;
+  options.background_fill = !a.no_fill;
   auto restored = vm::restore_vm(options);
   if (!restored.is_ok()) fail("restore", restored.status().to_string());
   vm::RestoredVm& r = **restored;
@@ -234,6 +236,9 @@ void restore_vm(const RestoreArgs& a) {
     j["first_exit_ms"] = ms_since(r.started, m.first_exit());
     j["total_ms"] = ms_since(r.started, done);
     j["faults"] = ps.faults;
+    j["fault_around_pages"] = ps.fault_around_pages;
+    j["background_pages"] = fs.filled_pages;
+    j["fully_resident_ms"] = static_cast<double>(fs.fully_resident_ns) / 1e6;
     j["prewarmed"] = ps.prewarmed;
     j["zero_pages"] = fs.zero_installs;
     j["mib_served"] = mib;
@@ -304,6 +309,8 @@ void add_vm_command(CLI::App& app) {
   restore_cmd->add_flag("--eager", restore->eager, "copy every page before resuming");
   restore_cmd->add_option("--fault-threads", restore->fault_threads, "fault-server threads")
       ->capture_default_str();
+  restore_cmd->add_flag("--no-background-fill", restore->no_fill,
+                        "lazy: install only what the guest touches");
   restore_cmd->add_flag("--quiet", restore->quiet, "no progress lines");
   restore_cmd->add_flag("--json", restore->json, "print the results and figures as JSON");
   restore_cmd->callback([restore] { restore_vm(*restore); });

@@ -16,13 +16,15 @@ Result<std::unique_ptr<PageSource>> open_source(const RestoreOptions& o) {
   return open_file_page_source(o.mem_file, 0);
 }
 
-Status serve_lazily(RestoredVm& vm, std::unique_ptr<PageSource> source, int threads) {
+Status serve_lazily(RestoredVm& vm, std::unique_ptr<PageSource> source, int threads,
+                    bool background_fill) {
   PagerConfig config;
   for (const GuestRange& r : vm.state.prewarm) config.prewarm.add(r);
   vm.pager = Pager::create(std::move(source), config);
   if (Status s = vm.pager->register_region(0, vm.ram->size()); !s.is_ok()) return s;
   FaultServerOptions options;
   options.threads = threads;
+  options.background_fill = background_fill;
   options.name = "vm";
   auto server = FaultServer::create(vm.pager, options);
   if (!server.is_ok()) return server.status();
@@ -75,8 +77,9 @@ Result<std::unique_ptr<RestoredVm>> restore_vm(const RestoreOptions& o) {
   auto source = open_source(o);
   if (!source.is_ok()) return source.status();
   vm->source = (*source)->describe();
-  Status s = o.lazy ? serve_lazily(*vm, std::move(source).value(), o.fault_threads)
-                    : copy_everything(*vm, **source);
+  Status s = o.lazy
+                 ? serve_lazily(*vm, std::move(source).value(), o.fault_threads, o.background_fill)
+                 : copy_everything(*vm, **source);
   if (!s.is_ok()) return s;
   vm->memory_ready = Clock::now();
 

@@ -23,6 +23,8 @@ struct RestoreOptions {
   std::string page_server;  // ... a `faultline serve-pages` serving it (ram start 0)
   bool lazy = true;
   int fault_threads = 1;
+  // Lazy restore: install the pages the guest has not touched in the background.
+  bool background_fill = true;
 };
 
 // A restored VM, ready to run. Members are destroyed machine first, then the
