@@ -105,6 +105,26 @@ TEST_F(UffdHandlerTest, OlderHandshakeFormsAreServedToo) {
   }
 }
 
+TEST_F(UffdHandlerTest, BackgroundFillMakesAVmsMemoryResidentWithoutItAsking) {
+  auto handler = StartHandler({"--mem-file", mem_file_, "--background-fill"});
+  FirecrackerClient vm(TwoRegions());
+  ASSERT_TRUE(vm.connect_and_send(socket_).is_ok());
+  nlohmann::json session;
+  for (int i = 0; i < 2000; ++i) {
+    auto stats = handler->stats();
+    if (stats["sessions"].size() == 1 && stats["sessions"][0]["fully_resident_ms"] > 0) {
+      session = stats["sessions"][0];
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_FALSE(session.is_null()) << "the fill did not finish: " << handler->stats().dump();
+  EXPECT_EQ(session["faults"], 0);  // nothing touched yet, everything there
+  EXPECT_EQ(session["background_pages"], (vm.region_size(0) + vm.region_size(1)) / kPage);
+  EXPECT_EQ(TouchEverything(vm, 2), 0u);
+  EXPECT_EQ(handler->stats()["sessions"][0]["faults"], 0);
+}
+
 TEST_F(UffdHandlerTest, WritesToServedPagesStick) {
   auto handler = StartHandler();
   FirecrackerClient vm(TwoRegions());

@@ -28,6 +28,11 @@ struct UffdHandlerOptions {
   std::chrono::milliseconds handshake_timeout{5000};
   // How long one fault may wait for a failing source (see pager.h RetryPolicy).
   std::chrono::milliseconds source_deadline{5000};
+  // Fast paths per VM (see fault_server.h): the largest fault-around window,
+  // and whether to install untouched memory in the background (which makes
+  // the whole of guest memory resident soon after restore).
+  uint64_t fault_around_max = 1ull << 20;
+  bool background_fill = false;
 };
 
 class UffdHandler {

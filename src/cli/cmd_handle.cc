@@ -71,6 +71,12 @@ void add_handle_command(CLI::App& app) {
                      "where `faultline stats` reads JSON (default: SOCKET.stats)");
   handle->add_option("--threads", options->threads_per_session, "fault threads per VM")
       ->capture_default_str();
+  handle
+      ->add_option("--fault-around", options->fault_around_max,
+                   "largest window, in bytes, a sequential fault installs (4096: off)")
+      ->capture_default_str();
+  handle->add_flag("--background-fill", options->background_fill,
+                   "install each VM's untouched memory in the background");
   handle->callback([options, mem, server] {
     if (mem->count() == 0 && server->count() == 0) {
       fail("handle", "give --mem-file FILE or --page-server ADDRESS");

@@ -30,6 +30,8 @@ Result<std::unique_ptr<Session>> Session::start(uint64_t id, int peer_pid,
   options.threads = config.threads;
   options.name = fmt::format("session {} (pid {})", id, peer_pid);
   options.max_page_size = config.limits.max_page_size;
+  options.fault_around_max = config.fault_around_max;
+  options.background_fill = config.background_fill;
   auto server = FaultServer::adopt(pager, std::move(handshake.uffd), options);
   if (!server.is_ok()) return server.status();
   for (const RegionMapping& r : *regions) {
@@ -91,6 +93,9 @@ nlohmann::ordered_json Session::stats() const {
       {"source_errors", p.source_errors},
       {"already_present", s.already_present},
       {"poisoned", s.poisoned},
+      {"fault_around_pages", p.fault_around_pages},
+      {"background_pages", s.filled_pages},
+      {"fully_resident_ms", static_cast<double>(s.fully_resident_ns) / 1e6},
       {"latency_us",
        {{"p50", p.fault_latency.p50_ns / 1e3},
         {"p99", p.fault_latency.p99_ns / 1e3},

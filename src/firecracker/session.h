@@ -22,6 +22,8 @@ struct SessionConfig {
   HandshakeLimits limits;
   int threads = 1;
   std::chrono::milliseconds source_deadline{5000};
+  uint64_t fault_around_max = 1ull << 20;
+  bool background_fill = false;
 };
 
 class Session {

@@ -40,6 +40,8 @@ class UffdHandler::Impl {
     if (options_.stats_socket.empty()) options_.stats_socket = options_.socket_path + ".stats";
     config_.threads = options_.threads_per_session;
     config_.source_deadline = options_.source_deadline;
+    config_.fault_around_max = options_.fault_around_max;
+    config_.background_fill = options_.background_fill;
     if (!options_.mem_file.empty()) {
       // Check the file now: a missing file is the operator's error, not a VM's.
       auto probe = open_file_page_source(options_.mem_file, 0);

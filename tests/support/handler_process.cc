@@ -77,6 +77,10 @@ HandlerProcess::~HandlerProcess() {
         << "the handler did not exit cleanly on SIGTERM; its log:\n"
         << log_text();
   }
+  // In sanitizer builds the handler's own reports land in its log.
+  const std::string log = log_text();
+  EXPECT_EQ(log.find("Sanitizer"), std::string::npos) << log;
+  EXPECT_EQ(log.find("runtime error:"), std::string::npos) << log;
 }
 
 int HandlerProcess::terminate() {
