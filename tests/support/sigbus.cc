@@ -60,19 +60,4 @@ bool copy_catching_sigbus(void* dst, const void* src, size_t len) {
   return true;
 }
 
-bool write_catching_sigbus(void* dst, std::byte value) {
-  install_handler_once();
-  sigjmp_buf landing;
-  if (sigsetjmp(landing, 1) != 0) {
-    t_landing = nullptr;
-    return false;
-  }
-  t_landing = &landing;
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  *static_cast<volatile std::byte*>(dst) = value;
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  t_landing = nullptr;
-  return true;
-}
-
 }  // namespace faultline::testing

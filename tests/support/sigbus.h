@@ -11,7 +11,4 @@ namespace faultline::testing {
 // SIGBUS (a poisoned page); any other SIGBUS still kills the process.
 bool copy_catching_sigbus(void* dst, const void* src, size_t len);
 
-// Writes one byte; false on SIGBUS.
-bool write_catching_sigbus(void* dst, std::byte value);
-
 }  // namespace faultline::testing
