@@ -112,7 +112,9 @@ struct Section {
                                           where(), body.size(), sizeof(T)));
     }
     std::vector<T> values(body.size() / sizeof(T));
-    std::memcpy(values.data(), body.data(), body.size());
+    // An empty section (e.g. no CPUID entries where KVM gave none) has no data
+    // pointer; memcpy must not see it.
+    if (!values.empty()) std::memcpy(values.data(), body.data(), body.size());
     return values;
   }
 };
