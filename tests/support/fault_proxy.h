@@ -2,8 +2,9 @@
 // protocol must recover from: cut connections, delayed chunks, corrupted
 // bytes, and a far side that is down.
 //
-// Byte-exact when no fault is set. Faults are deterministic: they happen at
-// stream offsets, counted per connection and per direction, never at times.
+// Byte-exact when no fault is set. Cuts and corruptions are deterministic:
+// they happen at stream offsets, counted per connection and per direction,
+// never at times.
 // Faults that apply to new connections (cut_after, corrupt_at,
 // corrupt_randomly) are given to each connection when the proxy accepts it,
 // so a test sets them before its client connects, and can cut the first
