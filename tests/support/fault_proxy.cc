@@ -14,8 +14,6 @@
 #include <span>
 #include <vector>
 
-#include "net/socket_io.h"
-
 namespace faultline::testing {
 namespace {
 
@@ -122,16 +120,42 @@ class StreamFaults {
   std::optional<RandomFlips> random_;
 };
 
+bool worth_retrying(int errno_value) {
+  return errno_value == EINTR || errno_value == EAGAIN || errno_value == EWOULDBLOCK;
+}
+
+// Waits until `fd` is ready for `events`; false once `cut_event` is signalled.
+bool wait_ready(int fd, short events, int cut_event) {
+  pollfd fds[2] = {{fd, events, 0}, {cut_event, POLLIN, 0}};
+  while (::poll(fds, 2, -1) < 0) {
+    if (errno != EINTR) return false;
+  }
+  return fds[1].revents == 0;
+}
+
 // One recv of whatever has arrived, waiting for some: the byte count, 0 at
-// end-of-stream (or once the socket is shut down), -1 on error.
-ssize_t read_some(int fd, std::span<std::byte> buf) {
+// end-of-stream or once the connection is cut, -1 on an error.
+ssize_t receive_some(int fd, int cut_event, std::span<std::byte> buf) {
   for (;;) {
     const ssize_t n = ::recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);
     if (n >= 0) return n;
-    if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) return -1;
-    pollfd pfd{fd, POLLIN, 0};
-    if (::poll(&pfd, 1, -1) < 0 && errno != EINTR) return -1;
+    if (!worth_retrying(errno)) return -1;
+    if (!wait_ready(fd, POLLIN, cut_event)) return 0;
   }
+}
+
+// All of `bytes`; false on an error or once the connection is cut.
+bool send_all(int fd, int cut_event, std::span<const std::byte> bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) {
+      bytes = bytes.subspan(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && !worth_retrying(errno)) return false;
+    if (!wait_ready(fd, POLLOUT, cut_event)) return false;
+  }
+  return true;
 }
 
 bool is_tcp(int fd) {
@@ -141,11 +165,16 @@ bool is_tcp(int fd) {
          (domain == AF_INET || domain == AF_INET6);
 }
 
-void discard_unread(int fd) {
+// Reads and drops what has arrived; false once the peer has closed or reset
+// the connection.
+bool discard_unread(int fd) {
   std::byte sink[4096];
   for (int i = 0; i < kMaxDiscardReads; ++i) {
-    if (::recv(fd, sink, sizeof(sink), MSG_DONTWAIT) <= 0) return;
+    const ssize_t n = ::recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && !worth_retrying(errno))) return false;
+    if (n < 0) break;
   }
+  return true;
 }
 
 bool all_sent(int fd) {
@@ -154,15 +183,16 @@ bool all_sent(int fd) {
 }
 
 // Closing a TCP socket with unread bytes resets the connection, and the reset
-// drops the bytes not yet sent: the receiver of a cut would get fewer than
-// promised. So this discards what arrives until the peer has acknowledged
-// every byte (a peer blocked sending reads only once it can send), or for
-// kMaxSendWait at most. A Unix socket's bytes are in the peer's queue already.
+// drops the bytes not yet acknowledged: the receiver of a cut would get fewer
+// than promised. So this discards what arrives until the peer has
+// acknowledged every byte (a peer blocked sending reads only once it can
+// send), or for kMaxSendWait at most. A Unix socket's bytes are in the peer's
+// queue already.
 void discard_unread_until_sent(int fd) {
   const auto deadline = std::chrono::steady_clock::now() + kMaxSendWait;
   for (;;) {
-    discard_unread(fd);
-    if (!is_tcp(fd) || all_sent(fd) || std::chrono::steady_clock::now() >= deadline) return;
+    if (!discard_unread(fd) || !is_tcp(fd) || all_sent(fd)) return;
+    if (std::chrono::steady_clock::now() >= deadline) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 }
@@ -197,6 +227,8 @@ struct FaultProxy::Connection {
   // Closed under mu_ once both pumps have finished.
   UniqueFd client;
   UniqueFd server;
+  // Signalled by cut(): wakes the pumps wherever they wait on a socket.
+  UniqueFd cut_event;
   std::array<StreamFaults, 2> faults;  // guarded by mu_, by Direction
   bool cut = false;                    // guarded by mu_
   int finished = 0;                    // pumps that returned; guarded by mu_
@@ -318,8 +350,9 @@ void FaultProxy::forward(UniqueFd client) {
     }
   }
   auto server = net::connect_socket(target_, kConnectTimeout);
+  UniqueFd cut_event(::eventfd(0, EFD_CLOEXEC));
   std::lock_guard lock(mu_);
-  if (!server) {
+  if (!server || !cut_event) {
     ++counters_.refused;
     return;
   }
@@ -327,6 +360,7 @@ void FaultProxy::forward(UniqueFd client) {
   auto connection = std::make_unique<Connection>();
   connection->client = std::move(client);
   connection->server = std::move(*server);
+  connection->cut_event = std::move(cut_event);
   const uint64_t ordinal = counters_.connections++;
   for (Direction d : {Direction::kToServer, Direction::kToClient}) {
     connection->faults[index(d)] = rules_->directions[index(d)].issue(ordinal);
@@ -340,9 +374,10 @@ void FaultProxy::forward(UniqueFd client) {
 void FaultProxy::pump(Connection& connection, Direction direction) {
   const int from = connection.source(direction);
   const int to = connection.sink(direction);
+  const int cut_event = connection.cut_event.get();
   std::vector<std::byte> buf(kChunk);
   for (;;) {
-    const ssize_t n = read_some(from, buf);
+    const ssize_t n = receive_some(from, cut_event, buf);
     if (n == 0) {
       ::shutdown(to, SHUT_WR);  // end-of-stream passes through
       break;
@@ -358,8 +393,7 @@ void FaultProxy::pump(Connection& connection, Direction direction) {
       outcome = connection.faults[index(direction)].apply(std::span(buf).first(n));
       counters_.corrupted_bytes += outcome.corrupted;
     }
-    const bool written =
-        net::write_full(to, std::span(buf).first(outcome.forward), net::kNoDeadline).is_ok();
+    const bool written = send_all(to, cut_event, std::span(buf).first(outcome.forward));
     std::lock_guard lock(mu_);
     if (written) {
       (direction == Direction::kToServer ? counters_.bytes_to_server : counters_.bytes_to_client) +=
@@ -390,6 +424,7 @@ void FaultProxy::finish(Connection& connection) {
     if (++connection.finished < 2) return;
   }
   // Until they close, only cut() touches the sockets, to shut them down.
+  // Both peers have been sent end-of-stream by now.
   discard_unread_until_sent(connection.client.get());
   discard_unread_until_sent(connection.server.get());
   std::lock_guard lock(mu_);
@@ -401,8 +436,13 @@ void FaultProxy::finish(Connection& connection) {
 void FaultProxy::cut(Connection& connection, bool injected) {
   if (connection.cut || connection.closed) return;
   connection.cut = true;
-  ::shutdown(connection.client.get(), SHUT_RDWR);
-  ::shutdown(connection.server.get(), SHUT_RDWR);
+  // Not SHUT_RD: a TCP socket shut for reading resets the connection when
+  // more bytes arrive, dropping those it has not delivered yet. finish()
+  // discards what arrives instead.
+  ::shutdown(connection.client.get(), SHUT_WR);
+  ::shutdown(connection.server.get(), SHUT_WR);
+  const uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(connection.cut_event.get(), &one, sizeof(one));
   if (injected) ++counters_.cuts;
   held_chunks_.notify_all();
 }

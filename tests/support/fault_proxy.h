@@ -56,8 +56,9 @@ class FaultProxy {
   // Where clients connect: the real port for "tcp:HOST:0".
   std::string address() const { return listener_.address.to_string(); }
 
-  // Shuts down both sockets of every current connection: the client and the
-  // server each read end-of-stream, and their writes fail.
+  // Ends every current connection now: the client and the server each read
+  // end-of-stream after the bytes already forwarded, and what they still send
+  // goes nowhere.
   void cut_all();
   // Each of the next `connections` new connections is cut as soon as `bytes`
   // bytes have passed in `direction`: its receiver reads exactly that many,
