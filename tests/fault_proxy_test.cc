@@ -39,27 +39,37 @@ std::vector<std::byte> test_bytes(size_t size) {
   return testing::make_test_image(size);
 }
 
-// One recv of what has arrived: the byte count, 0 at end-of-stream, a reset or
-// the deadline.
-size_t receive_some(int fd, std::span<std::byte> buf, net::Deadline deadline) {
+// One recv of what has arrived: the byte count, 0 at end-of-stream, -1 with
+// errno set on an error, ETIMEDOUT once the deadline passes.
+ssize_t receive_some(int fd, std::span<std::byte> buf, net::Deadline deadline) {
   for (;;) {
     const ssize_t n = ::recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);
-    if (n >= 0) return static_cast<size_t>(n);
-    if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) return 0;
+    if (n >= 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) return n;
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - net::Clock::now());
     pollfd pfd{fd, POLLIN, 0};
-    if (left <= 0ms || ::poll(&pfd, 1, static_cast<int>(left.count())) == 0) return 0;
+    if (left <= 0ms || ::poll(&pfd, 1, static_cast<int>(left.count())) == 0) {
+      errno = ETIMEDOUT;
+      return -1;
+    }
   }
 }
 
-// Everything `fd` receives until end-of-stream.
-std::vector<std::byte> receive_all(int fd) {
+struct Received {
+  std::vector<std::byte> bytes;
+  bool end_of_stream = false;  // false: the connection was reset
+};
+
+// Everything `fd` receives until the connection ends.
+Received receive_all(int fd) {
   const net::Deadline deadline = net::deadline_after(kPatience);
-  std::vector<std::byte> received;
+  Received received;
   std::vector<std::byte> buf(kChunk);
-  while (size_t n = receive_some(fd, buf, deadline)) {
-    received.insert(received.end(), buf.begin(), buf.begin() + n);
+  ssize_t n;
+  while ((n = receive_some(fd, buf, deadline)) > 0) {
+    received.bytes.insert(received.bytes.end(), buf.begin(), buf.begin() + n);
   }
+  if (n < 0 && errno == ETIMEDOUT) ADD_FAILURE() << "the connection did not end";
+  received.end_of_stream = n == 0;
   return received;
 }
 
@@ -87,7 +97,8 @@ class EchoServer {
     std::vector<std::byte> received;
     std::vector<std::byte> buf(kChunk);
     bool echoing = true;  // until the other side stops reading; then only records
-    while (size_t n = receive_some(fd, buf, net::deadline_after(kPatience))) {
+    ssize_t n;
+    while ((n = receive_some(fd, buf, net::deadline_after(kPatience))) > 0) {
       received.insert(received.end(), buf.begin(), buf.begin() + n);
       if (echoing) {
         echoing =
@@ -111,20 +122,19 @@ UniqueFd connect_to(const std::string& address) {
   return fd ? std::move(*fd) : UniqueFd();
 }
 
-// Sends `bytes` on `fd`, then ends the sending side, while receiving; returns
-// what arrived before end-of-stream.
-std::vector<std::byte> exchange(int fd, std::span<const std::byte> bytes) {
+// Sends `bytes` on a new connection, then ends the sending side, while
+// receiving until the connection ends.
+Received exchange(const std::string& address, std::span<const std::byte> bytes) {
+  UniqueFd fd = connect_to(address);
+  if (!fd) return {};
   std::thread sender([&] {
-    if (net::write_full(fd, bytes, net::deadline_after(kPatience))) ::shutdown(fd, SHUT_WR);
+    if (net::write_full(fd.get(), bytes, net::deadline_after(kPatience))) {
+      ::shutdown(fd.get(), SHUT_WR);
+    }
   });
-  std::vector<std::byte> received = receive_all(fd);
+  Received received = receive_all(fd.get());
   sender.join();
   return received;
-}
-
-std::vector<std::byte> exchange(const std::string& address, std::span<const std::byte> bytes) {
-  UniqueFd fd = connect_to(address);
-  return fd ? exchange(fd.get(), bytes) : std::vector<std::byte>{};
 }
 
 std::vector<std::byte> prefix(std::span<const std::byte> bytes, size_t size) {
@@ -167,8 +177,10 @@ class FaultProxyTest : public ::testing::TestWithParam<Transport> {
 TEST_P(FaultProxyTest, ForwardsEveryByteBothWaysWhenNoFaultIsSet) {
   ASSERT_TRUE(proxy_);
   const auto sent = test_bytes(8 << 20);
-  const auto received = exchange(proxy_->address(), sent);
-  EXPECT_TRUE(received == sent) << received.size() << " of " << sent.size() << " bytes came back";
+  const Received received = exchange(proxy_->address(), sent);
+  EXPECT_TRUE(received.bytes == sent)
+      << received.bytes.size() << " of " << sent.size() << " bytes came back";
+  EXPECT_TRUE(received.end_of_stream);
   EXPECT_TRUE(server_.next_ended_connection() == sent);
   const FaultProxy::Counters counters = proxy_->counters();
   EXPECT_EQ(counters.connections, 1u);
@@ -182,9 +194,10 @@ TEST_P(FaultProxyTest, CutAfterToClientDeliversExactlyThatManyBytesThenEndOfStre
   ASSERT_TRUE(proxy_);
   proxy_->cut_after(Direction::kToClient, 100'000);
   const auto sent = test_bytes(1 << 20);
-  const auto received = exchange(proxy_->address(), sent);
-  EXPECT_EQ(received.size(), 100'000u);
-  EXPECT_TRUE(received == prefix(sent, received.size()));
+  const Received received = exchange(proxy_->address(), sent);
+  EXPECT_EQ(received.bytes.size(), 100'000u);
+  EXPECT_TRUE(received.bytes == prefix(sent, received.bytes.size()));
+  EXPECT_TRUE(received.end_of_stream);
   EXPECT_EQ(proxy_->counters().cuts, 1u);
   EXPECT_EQ(proxy_->counters().bytes_to_client, 100'000u);
 }
@@ -193,22 +206,24 @@ TEST_P(FaultProxyTest, CutAfterToServerDeliversExactlyThatManyBytesThenEndOfStre
   ASSERT_TRUE(proxy_);
   proxy_->cut_after(Direction::kToServer, 12'345);
   const auto sent = test_bytes(1 << 20);
-  const auto echoed = exchange(proxy_->address(), sent);
+  const Received echoed = exchange(proxy_->address(), sent);
   const auto received = server_.next_ended_connection();
   EXPECT_EQ(received.size(), 12'345u);
   EXPECT_TRUE(received == prefix(sent, received.size()));
-  EXPECT_LE(echoed.size(), 12'345u);
+  EXPECT_LE(echoed.bytes.size(), 12'345u);
   EXPECT_EQ(proxy_->counters().cuts, 1u);
+  EXPECT_EQ(proxy_->counters().bytes_to_server, 12'345u);
 }
 
 TEST_P(FaultProxyTest, CutAfterForOneConnectionLetsTheNextThrough) {
   ASSERT_TRUE(proxy_);
   proxy_->cut_after(Direction::kToClient, 1000, /*connections=*/1);
   const auto sent = test_bytes(256 << 10);
-  const auto first = exchange(proxy_->address(), sent);
-  const auto second = exchange(proxy_->address(), sent);
-  EXPECT_EQ(first.size(), 1000u);
-  EXPECT_TRUE(second == sent) << second.size() << " of " << sent.size() << " bytes came back";
+  const Received first = exchange(proxy_->address(), sent);
+  const Received second = exchange(proxy_->address(), sent);
+  EXPECT_EQ(first.bytes.size(), 1000u);
+  EXPECT_TRUE(second.bytes == sent)
+      << second.bytes.size() << " of " << sent.size() << " bytes came back";
   EXPECT_EQ(proxy_->counters().connections, 2u);
   EXPECT_EQ(proxy_->counters().cuts, 1u);
 }
@@ -218,11 +233,11 @@ TEST_P(FaultProxyTest, CorruptAtFlipsExactlyTheBytesAtThoseOffsets) {
   proxy_->corrupt_at(Direction::kToClient, 5000, std::byte{0x5a});
   proxy_->corrupt_at(Direction::kToClient, 200'000, std::byte{0x01});
   const auto sent = test_bytes(256 << 10);
-  const auto received = exchange(proxy_->address(), sent);
-  ASSERT_EQ(received.size(), sent.size());
-  EXPECT_EQ(differences(received, sent), (std::vector<size_t>{5000, 200'000}));
-  EXPECT_EQ(received[5000], sent[5000] ^ std::byte{0x5a});
-  EXPECT_EQ(received[200'000], sent[200'000] ^ std::byte{0x01});
+  const Received received = exchange(proxy_->address(), sent);
+  ASSERT_EQ(received.bytes.size(), sent.size());
+  EXPECT_EQ(differences(received.bytes, sent), (std::vector<size_t>{5000, 200'000}));
+  EXPECT_EQ(received.bytes[5000], sent[5000] ^ std::byte{0x5a});
+  EXPECT_EQ(received.bytes[200'000], sent[200'000] ^ std::byte{0x01});
   EXPECT_TRUE(server_.next_ended_connection() == sent) << "the other direction is intact";
   EXPECT_EQ(proxy_->counters().corrupted_bytes, 2u);
 }
@@ -231,19 +246,19 @@ TEST_P(FaultProxyTest, CorruptAtForOneConnectionLeavesTheNextIntact) {
   ASSERT_TRUE(proxy_);
   proxy_->corrupt_at(Direction::kToServer, 10, std::byte{0xff}, /*connections=*/1);
   const auto sent = test_bytes(4096);
-  const auto first = exchange(proxy_->address(), sent);
-  const auto second = exchange(proxy_->address(), sent);
-  EXPECT_EQ(differences(first, sent), std::vector<size_t>{10});
-  EXPECT_TRUE(second == sent);
+  const Received first = exchange(proxy_->address(), sent);
+  const Received second = exchange(proxy_->address(), sent);
+  EXPECT_EQ(differences(first.bytes, sent), std::vector<size_t>{10});
+  EXPECT_TRUE(second.bytes == sent);
 }
 
 TEST_P(FaultProxyTest, CorruptRandomlyAtProbabilityOneFlipsOneByteInEveryKib) {
   ASSERT_TRUE(proxy_);
   proxy_->corrupt_randomly(Direction::kToClient, 1.0, /*seed=*/7);
   const auto sent = test_bytes(256 << 10);
-  const auto received = exchange(proxy_->address(), sent);
-  ASSERT_EQ(received.size(), sent.size());
-  const std::vector<size_t> flipped = differences(received, sent);
+  const Received received = exchange(proxy_->address(), sent);
+  ASSERT_EQ(received.bytes.size(), sent.size());
+  const std::vector<size_t> flipped = differences(received.bytes, sent);
   ASSERT_EQ(flipped.size(), 256u);
   for (size_t kib = 0; kib < flipped.size(); ++kib) EXPECT_EQ(flipped[kib] / 1024, kib);
   EXPECT_EQ(proxy_->counters().corrupted_bytes, 256u);
@@ -256,12 +271,13 @@ TEST_P(FaultProxyTest, CorruptRandomlyFlipsTheSameBytesForTheSameSeed) {
   proxy_->corrupt_randomly(Direction::kToServer, 0.1, /*seed=*/42);
   (*other)->corrupt_randomly(Direction::kToServer, 0.1, /*seed=*/42);
   const auto sent = test_bytes(512 << 10);
-  const auto received = exchange(proxy_->address(), sent);
-  const auto received_again = exchange((*other)->address(), sent);
-  ASSERT_EQ(received.size(), sent.size());
-  EXPECT_FALSE(differences(received, sent).empty());
-  EXPECT_TRUE(received == received_again);
-  EXPECT_EQ(differences(received, sent).size(), proxy_->counters().corrupted_bytes);
+  const Received received = exchange(proxy_->address(), sent);
+  const Received received_again = exchange((*other)->address(), sent);
+  ASSERT_EQ(received.bytes.size(), sent.size());
+  const std::vector<size_t> flipped = differences(received.bytes, sent);
+  EXPECT_FALSE(flipped.empty());
+  EXPECT_EQ(flipped.size(), proxy_->counters().corrupted_bytes);
+  EXPECT_TRUE(received.bytes == received_again.bytes);
 }
 
 TEST_P(FaultProxyTest, DelayHoldsEachChunkAtLeastThatLong) {
@@ -270,17 +286,16 @@ TEST_P(FaultProxyTest, DelayHoldsEachChunkAtLeastThatLong) {
   proxy_->set_delay(Direction::kToClient, 100ms);
   const auto sent = test_bytes(16);
   const auto start = std::chrono::steady_clock::now();
-  const auto received = exchange(proxy_->address(), sent);
+  const Received received = exchange(proxy_->address(), sent);
   const auto elapsed = std::chrono::steady_clock::now() - start;
-  EXPECT_TRUE(received == sent);
+  EXPECT_TRUE(received.bytes == sent);
   EXPECT_GE(elapsed, 250ms);
 }
 
 TEST_P(FaultProxyTest, RefusedConnectionsEndAtOnceAndNeverReachTheServer) {
   ASSERT_TRUE(proxy_);
   proxy_->refuse_connections(true);
-  const auto received = exchange(proxy_->address(), test_bytes(16));
-  EXPECT_TRUE(received.empty());
+  EXPECT_TRUE(exchange(proxy_->address(), test_bytes(16)).bytes.empty());
   EXPECT_EQ(proxy_->counters().refused, 1u);
   EXPECT_EQ(proxy_->counters().connections, 0u);
 }
@@ -288,10 +303,10 @@ TEST_P(FaultProxyTest, RefusedConnectionsEndAtOnceAndNeverReachTheServer) {
 TEST_P(FaultProxyTest, ConnectionsPassAgainOnceNoLongerRefused) {
   ASSERT_TRUE(proxy_);
   proxy_->refuse_connections(true);
-  EXPECT_TRUE(exchange(proxy_->address(), test_bytes(16)).empty());
+  EXPECT_TRUE(exchange(proxy_->address(), test_bytes(16)).bytes.empty());
   proxy_->refuse_connections(false);
   const auto sent = test_bytes(4096);
-  EXPECT_TRUE(exchange(proxy_->address(), sent) == sent);
+  EXPECT_TRUE(exchange(proxy_->address(), sent).bytes == sent);
   EXPECT_EQ(proxy_->counters().connections, 1u);
 }
 
@@ -306,7 +321,9 @@ TEST_P(FaultProxyTest, CutAllEndsTheConnectionForClientAndServer) {
 
   proxy_->cut_all();
 
-  EXPECT_TRUE(receive_all(client.get()).empty()) << "the client reads end-of-stream";
+  const Received after_cut = receive_all(client.get());
+  EXPECT_TRUE(after_cut.bytes.empty());
+  EXPECT_TRUE(after_cut.end_of_stream) << "the client reads end-of-stream";
   EXPECT_TRUE(server_.next_ended_connection() == hello) << "the server's connection ends";
   EXPECT_EQ(proxy_->counters().cuts, 1u);
 }
@@ -319,16 +336,14 @@ TEST_P(FaultProxyTest, ClearFaultsLetsEveryByteThrough) {
   proxy_->set_delay(Direction::kToServer, 10s);
   proxy_->clear_faults();
   const auto sent = test_bytes(256 << 10);
-  EXPECT_TRUE(exchange(proxy_->address(), sent) == sent);
+  EXPECT_TRUE(exchange(proxy_->address(), sent).bytes == sent);
   EXPECT_EQ(proxy_->counters().corrupted_bytes, 0u);
 }
 
 TEST_P(FaultProxyTest, ATargetThatIsDownEndsTheClientsConnection) {
-  auto proxy = FaultProxy::start(
-      address_for("lonely-proxy.sock"),
-      GetParam() == Transport::kUnix ? "unix:" + dir_.file("nobody.sock") : "tcp:127.0.0.1:1");
+  auto proxy = FaultProxy::start(address_for("lonely-proxy.sock"), address_nobody_listens_on());
   ASSERT_TRUE(proxy) << proxy.status().to_string();
-  EXPECT_TRUE(exchange((*proxy)->address(), test_bytes(16)).empty());
+  EXPECT_TRUE(exchange((*proxy)->address(), test_bytes(16)).bytes.empty());
   EXPECT_EQ((*proxy)->counters().refused, 1u);
 }
 
