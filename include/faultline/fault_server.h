@@ -32,6 +32,7 @@
 #include <memory>
 #include <string>
 
+#include "faultline/network_page_source.h"
 #include "faultline/pager.h"
 #include "faultline/status.h"
 #include "faultline/unique_fd.h"
@@ -92,12 +93,13 @@ struct FaultServerStats {
   uint64_t remaps = 0;                 // UFFD_EVENT_REMAP: a range moved by mremap
   uint64_t forks = 0;                  // UFFD_EVENT_FORK: a child process now served too
   uint64_t filled_pages = 0;           // pages installed by background fill
+  uint64_t pushed_pages = 0;           // pages installed as a network source pushed them
   // Nanoseconds from start() until every page was resident (background fill
   // finished); 0 while some page is still missing.
   uint64_t fully_resident_ns = 0;
 };
 
-class FaultServer : public PageSink {
+class FaultServer : public PageSink, public PushTarget {
  public:
   // Opens a fresh userfaultfd (/dev/userfaultfd, else the syscall).
   static Result<std::unique_ptr<FaultServer>> create(PagerHandle pager,
@@ -128,6 +130,14 @@ class FaultServer : public PageSink {
 
   // PageSink: install one page at its guest address (used by prewarm).
   Status install(uint64_t page_ipa, uint64_t page_size, std::span<const std::byte> bytes) override;
+
+  // PushTarget: install pages a network source pushed unasked (pages present
+  // already are left alone); whether a page is present.
+  Status install_pushed(uint64_t ipa, uint64_t length, std::span<const std::byte> bytes) override;
+  bool holds_page(uint64_t ipa) const override;
+  // Whether every page of every mapping is present (installed or removed);
+  // the first time it is, stats().fully_resident_ns is set. O(pages).
+  bool everything_resident();
 
   // Stops the threads promptly, after serving the fault events already queued.
   void request_shutdown();

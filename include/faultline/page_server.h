@@ -1,10 +1,14 @@
 // The page server answering SocketPageSource: `faultline serve-pages`.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "faultline/page_source.h"
 #include "faultline/status.h"
 
 namespace faultline {
@@ -14,6 +18,22 @@ struct PageServerOptions {
   std::string mem_file;    // the snapshot memory file
   uint64_t ram_start = 0;  // guest-physical address of the file's byte 0
   int max_clients = 256;   // connections beyond this are refused with a log line
+
+  // Protocol v2 (the v1 wire shape keeps working on the same socket):
+  std::string compression = "none";  // "none", "lz4" or "zstd", for clients that accept it
+  bool push = true;                  // push every page to clients that ask for it
+  uint32_t push_chunk = 256u << 10;  // bytes per pushed frame
+  // Called when a v2 client says it holds every page (COMPLETE).
+  std::function<void()> on_complete;
+};
+
+// Guest memory to serve that is not a file: a migrating VM's RAM.
+struct ServedMemory {
+  std::unique_ptr<PageSource> source;
+  uint64_t ram_start = 0;
+  uint64_t size = 0;              // bytes, a multiple of 4 KiB
+  uint64_t image_id = 0;          // identifies this image to reconnecting clients
+  std::vector<std::byte> state;   // handed to v2 clients in the handshake
 };
 
 struct PageServerStats {
@@ -22,12 +42,23 @@ struct PageServerStats {
   uint64_t requests = 0;      // pages served
   uint64_t bytes = 0;         // payload bytes sent
   uint64_t bad_requests = 0;  // connections closed for a bad request
+  // Protocol v2:
+  uint64_t v2_sessions = 0;       // v2 connections accepted
+  uint64_t pushed_bytes = 0;      // bytes pushed unasked
+  uint64_t demand_bytes = 0;      // bytes sent in answer to v2 requests
+  uint64_t wire_bytes = 0;        // v2 payload bytes on the wire, after compression
+  uint64_t zero_bytes = 0;        // v2 bytes sent as a zero flag
+  uint64_t push_remaining = 0;    // pages the newest pushing client still lacks
+  uint64_t completes = 0;         // clients that said they hold everything
 };
 
 class PageServer {
  public:
   // Opens the file and binds the socket (Unix sockets are created 0600).
   static Result<std::unique_ptr<PageServer>> start(const PageServerOptions& options);
+  // Serves `memory` instead of options.mem_file (which is ignored).
+  static Result<std::unique_ptr<PageServer>> start(const PageServerOptions& options,
+                                                   ServedMemory memory);
   ~PageServer();  // stops and joins every thread
   PageServer(const PageServer&) = delete;
   PageServer& operator=(const PageServer&) = delete;

@@ -27,13 +27,18 @@ void FaultServer::Impl::fill_loop() {
   }
   if (!everything_resident()) {
     log().warn("{}: background fill ended with pages still missing", options_.name);
-    return;
   }
+}
+
+void FaultServer::Impl::note_fully_resident() {
   const auto took = std::chrono::steady_clock::now() - started_at_;
-  fully_resident_ns_.store(
-      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(took).count()));
-  log().debug("{}: background fill done: everything resident after {:.1f} ms", options_.name,
-              std::chrono::duration<double, std::milli>(took).count());
+  uint64_t expected = 0;
+  if (fully_resident_ns_.compare_exchange_strong(
+          expected, static_cast<uint64_t>(
+                        std::chrono::duration_cast<std::chrono::nanoseconds>(took).count()))) {
+    log().debug("{}: everything resident after {:.1f} ms", options_.name,
+                std::chrono::duration<double, std::milli>(took).count());
+  }
 }
 
 // False if filling must stop (shutdown, a failing source, the process gone).
@@ -78,17 +83,6 @@ bool FaultServer::Impl::fill_mapping(Mapping& m, std::span<std::byte> buffer) {
     }
     filled_pages_.fetch_add(pages, std::memory_order_relaxed);
     ++page;  // the rest of the chunk is skipped above if it is now resident
-  }
-  return true;
-}
-
-bool FaultServer::Impl::everything_resident() {
-  for (size_t i = 0; i < mappings_.size(); ++i) {
-    Mapping& m = mappings_.at(i);
-    if (m.retired.load()) continue;
-    for (uint64_t page = 0; page < m.pages(); ++page) {
-      if (!m.resident.test(page) && !m.removed.test(page)) return false;
-    }
   }
   return true;
 }

@@ -154,6 +154,13 @@ Served FaultServer::Impl::serve_fault_at(uint64_t address, ThreadState& t) {
     }
     return *installed == Installed::kAgain ? Served::kRetryLater : Served::kDone;
   }
+  if (m->resident.test(page)) {
+    // Installed since the fault was raised (pushed, or by another thread):
+    // never fetched twice; the install woke the faulting thread, but be sure.
+    already_present_.fetch_add(1, std::memory_order_relaxed);
+    linux_uffd::wake(uffd_.get(), host_page, page_size);
+    return Served::kDone;
+  }
   // Fault-around: the stream's window, cut short at the first page that is
   // already there or was removed, or at the end of the mapping.
   const uint64_t wanted = t.streams.window_for(host_page, page_size);

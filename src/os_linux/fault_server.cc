@@ -192,6 +192,7 @@ FaultServerStats FaultServer::Impl::stats() const {
   s.remaps = remaps_.load(std::memory_order_relaxed);
   s.forks = forks_.load(std::memory_order_relaxed);
   s.filled_pages = filled_pages_.load(std::memory_order_relaxed);
+  s.pushed_pages = pushed_pages_.load(std::memory_order_relaxed);
   s.fully_resident_ns = fully_resident_ns_.load(std::memory_order_relaxed);
   return s;
 }
@@ -245,6 +246,16 @@ Status FaultServer::prewarm() {
 Status FaultServer::install(uint64_t page_ipa, uint64_t page_size,
                             std::span<const std::byte> bytes) {
   return impl_->install_guest_page(page_ipa, page_size, bytes);
+}
+Status FaultServer::install_pushed(uint64_t ipa, uint64_t length,
+                                   std::span<const std::byte> bytes) {
+  return impl_->install_pushed(ipa, length, bytes);
+}
+bool FaultServer::holds_page(uint64_t ipa) const {
+  return impl_->holds_page(ipa);
+}
+bool FaultServer::everything_resident() {
+  return impl_->everything_resident();
 }
 void FaultServer::request_shutdown() {
   impl_->request_shutdown();

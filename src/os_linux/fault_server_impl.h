@@ -39,6 +39,9 @@ class FaultServer::Impl {
   Status pager_prewarm(PageSink& sink) { return pager_->prewarm(sink); }
   Status install_guest_page(uint64_t page_ipa, uint64_t page_size,
                             std::span<const std::byte> bytes);
+  Status install_pushed(uint64_t ipa, uint64_t length, std::span<const std::byte> bytes);
+  bool holds_page(uint64_t ipa);
+  bool everything_resident();
   void request_shutdown();
   Status wait();
   bool running() const { return running_threads_.load() > 0; }
@@ -78,7 +81,7 @@ class FaultServer::Impl {
   void fill_loop();
   bool fill_mapping(Mapping& m, std::span<std::byte> buffer);
   bool demand_waiting() const;
-  bool everything_resident();
+  void note_fully_resident();
 
   void join();
   void stop_with(const Status& why);
@@ -123,6 +126,9 @@ class FaultServer::Impl {
   std::atomic<uint64_t> remaps_{0};
   std::atomic<uint64_t> forks_{0};
   std::atomic<uint64_t> filled_pages_{0};
+  std::atomic<uint64_t> pushed_pages_{0};
+  std::mutex push_mu_;  // one pushed range at a time (they share push_scratch_)
+  std::unique_ptr<class PageBuffer> push_scratch_;
   std::atomic<uint64_t> fully_resident_ns_{0};
 };
 

@@ -5,10 +5,12 @@
 
 #include <fmt/format.h>
 #include <poll.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -20,9 +22,13 @@
 
 #include "core/log.h"
 #include "faultline/page_source.h"
+#include "faultline/pager.h"
 #include "faultline/unique_fd.h"
 #include "net/socket_address.h"
 #include "net/socket_io.h"
+#include "net/stream.h"
+#include "protocol/page_codec.h"
+#include "server/v2_session.h"
 #include "sources/page_wire.h"
 
 namespace faultline {
@@ -51,13 +57,23 @@ std::optional<FileIdentity> identify(const std::string& path) {
 
 class PageServer::Impl {
  public:
-  Impl(std::unique_ptr<PageSource> source, net::Listener listener, UniqueFd stop_event,
-       int max_clients)
-      : source_(std::move(source)),
+  Impl(ServedMemory memory, const PageServerOptions& options, v2::Encoding compression,
+       net::Listener listener, UniqueFd stop_event)
+      : source_(std::move(memory.source)),
         listener_(std::move(listener)),
         address_(listener_.address.to_string()),
         stop_event_(std::move(stop_event)),
-        max_clients_(max_clients) {
+        max_clients_(options.max_clients),
+        on_complete_(options.on_complete) {
+    image_.source = source_.get();
+    image_.ram_start = memory.ram_start;
+    image_.image_size = memory.size;
+    image_.page_size = static_cast<uint32_t>(kMinPageSize);
+    image_.image_id = memory.image_id;
+    image_.state = std::move(memory.state);
+    image_.compression = compression;
+    image_.push = options.push;
+    image_.push_chunk = options.push_chunk;
     if (listener_.address.kind == net::SocketAddress::Kind::kUnix) {
       socket_file_ = identify(listener_.address.path);
     }
@@ -69,8 +85,16 @@ class PageServer::Impl {
   const std::string& address() const { return address_; }
 
   PageServerStats stats() const {
-    return {connections_.load(), active_.load(), requests_.load(), bytes_.load(),
-            bad_requests_.load()};
+    PageServerStats s{connections_.load(), active_.load(), requests_.load(), bytes_.load(),
+                      bad_requests_.load() + v2_.bad_requests.load()};
+    s.v2_sessions = v2_.sessions.load();
+    s.pushed_bytes = v2_.pushed_bytes.load();
+    s.demand_bytes = v2_.demand_bytes.load();
+    s.wire_bytes = v2_.wire_bytes.load();
+    s.zero_bytes = v2_.zero_bytes.load();
+    s.push_remaining = v2_.push_remaining.load();
+    s.completes = v2_.completes.load();
+    return s;
   }
 
   void stop() {
@@ -170,9 +194,28 @@ class PageServer::Impl {
 
   void serve_connection(Connection& c) {
     std::vector<std::byte> reply;  // header + payload, grown to the largest page asked for
+    bool first = true;
     for (;;) {
       wire::RequestBytes bytes;
-      if (Status status = net::read_full(c.fd.get(), bytes, net::kNoDeadline); !status) {
+      if (first) {
+        // A v2 client opens with the magic; a v1 request never starts so.
+        first = false;
+        auto head = std::span(bytes).first(v2::kMagic.size());
+        if (Status status = net::read_full(c.fd.get(), head, net::kNoDeadline); !status) {
+          log().debug("page server {}: {} left: {}", address_, c.peer, status.to_string());
+          break;
+        }
+        if (std::equal(head.begin(), head.end(), v2::kMagic.begin())) {
+          serve_v2(c);
+          break;
+        }
+        if (Status status = net::read_full(c.fd.get(), std::span(bytes).subspan(head.size()),
+                                           net::kNoDeadline);
+            !status) {
+          log().debug("page server {}: {} left: {}", address_, c.peer, status.to_string());
+          break;
+        }
+      } else if (Status status = net::read_full(c.fd.get(), bytes, net::kNoDeadline); !status) {
         log().debug("page server {}: {} left: {}", address_, c.peer, status.to_string());
         break;
       }
@@ -187,6 +230,27 @@ class PageServer::Impl {
     c.fd.reset();
     c.finished = true;
     --active_;
+  }
+
+  void serve_v2(Connection& c) {
+    // The stream shares the socket: stop() shutting c.fd down ends it too.
+    UniqueFd own(::fcntl(c.fd.get(), F_DUPFD_CLOEXEC, 0));
+    if (!own) {
+      log().error("page server {}: cannot serve {}: dup: {}", address_, c.peer,
+                  std::strerror(errno));
+      return;
+    }
+    std::unique_ptr<net::Stream> stream = net::make_plain_stream(std::move(own));
+    Status ended = serve_v2_connection(*stream, image_, v2_, c.peer, on_complete_);
+    if (ended.is_ok()) {
+      log().debug("page server {}: v2 session with {} ended", address_, c.peer);
+    } else if (ended.code() == ErrorCode::kProtocol || ended.code() == ErrorCode::kOutOfRange) {
+      log().warn("page server {}: bad v2 client {}: {}; closing the connection", address_, c.peer,
+                 ended.message());
+    } else {
+      log().debug("page server {}: v2 session with {} ended: {}", address_, c.peer,
+                  ended.to_string());
+    }
   }
 
   bool serve_page(Connection& c, const wire::PageRequest& request, std::vector<std::byte>& reply) {
@@ -232,6 +296,9 @@ class PageServer::Impl {
   const std::string address_;
   const UniqueFd stop_event_;
   const int max_clients_;
+  const std::function<void()> on_complete_;
+  ServedImage image_;
+  V2Counters v2_;
   std::optional<FileIdentity> socket_file_;
   std::thread accept_thread_;
 
@@ -253,16 +320,53 @@ Result<std::unique_ptr<PageServer>> PageServer::start(const PageServerOptions& o
     return invalid_argument(
         fmt::format("page server: max_clients must be positive, not {}", options.max_clients));
   }
-  auto address = net::parse_socket_address(options.listen);
-  if (!address) return address.status();
   auto source = open_file_page_source(options.mem_file, options.ram_start);
   if (!source) return source.status();
+  struct stat st {};
+  if (::stat(options.mem_file.c_str(), &st) != 0) {
+    return io_error(fmt::format("page server: stat {}", options.mem_file), errno);
+  }
+  ServedMemory memory;
+  memory.source = std::move(*source);
+  memory.ram_start = options.ram_start;
+  // v2 serves whole pages; a partial last page stays reachable through v1.
+  memory.size = static_cast<uint64_t>(st.st_size) & ~(kMinPageSize - 1);
+  // The same file (not rewritten since) is the same image for a reconnecting client.
+  memory.image_id = std::hash<std::string>{}(fmt::format(
+      "{}:{}:{}:{}.{}", st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec));
+  return start(options, std::move(memory));
+}
+
+Result<std::unique_ptr<PageServer>> PageServer::start(const PageServerOptions& options,
+                                                      ServedMemory memory) {
+  if (options.max_clients <= 0) {
+    return invalid_argument(
+        fmt::format("page server: max_clients must be positive, not {}", options.max_clients));
+  }
+  if (memory.source == nullptr || memory.size == 0 || memory.size % kMinPageSize != 0 ||
+      memory.ram_start % kMinPageSize != 0) {
+    return invalid_argument(fmt::format(
+        "page server: memory to serve must be whole 4 KiB pages, not {:#x} bytes at {:#x}",
+        memory.size, memory.ram_start));
+  }
+  if (memory.state.size() > v2::kMaxStateLength) {
+    return invalid_argument(fmt::format("page server: state of {} bytes exceeds {}",
+                                        memory.state.size(), v2::kMaxStateLength));
+  }
+  if (options.push_chunk < kMinPageSize || options.push_chunk > v2::kMaxRange) {
+    return invalid_argument(
+        fmt::format("page server: push chunk {} outside [4 KiB, 2 MiB]", options.push_chunk));
+  }
+  auto compression = v2::parse_compression(options.compression);
+  if (!compression) return compression.status();
+  auto address = net::parse_socket_address(options.listen);
+  if (!address) return address.status();
   UniqueFd stop_event(::eventfd(0, EFD_CLOEXEC));
   if (!stop_event) return io_error("page server: eventfd", errno);
   auto listener = net::listen_socket(*address);
   if (!listener) return listener.status();
-  auto impl = std::make_unique<Impl>(std::move(*source), std::move(*listener),
-                                     std::move(stop_event), options.max_clients);
+  auto impl = std::make_unique<Impl>(std::move(memory), options, *compression,
+                                     std::move(*listener), std::move(stop_event));
   return std::unique_ptr<PageServer>(new PageServer(std::move(impl)));
 }
 

@@ -1,0 +1,22 @@
+// Opening a Stream to a page server: TLS when configured, plain otherwise, and
+// plain TCP only when explicitly allowed (guest memory is secret).
+#pragma once
+
+#include <chrono>
+#include <memory>
+
+#include "faultline/network_page_source.h"
+#include "faultline/status.h"
+#include "net/socket_address.h"
+#include "net/stream.h"
+
+namespace faultline::net {
+
+Result<std::unique_ptr<Stream>> connect_stream(const SocketAddress& address,
+                                               const TlsClientOptions& tls, bool allow_plain_tcp,
+                                               std::chrono::milliseconds timeout);
+
+// The refusal for plain TCP without an explicit allowance, shared by both ends.
+Status plain_tcp_refused(const SocketAddress& address, std::string_view tls_flag);
+
+}  // namespace faultline::net

@@ -1,0 +1,85 @@
+// Pages a network source pushes unasked (postcopy's background stream): they
+// are installed like demand faults, except that pages already present (a
+// demand fault got there first) are skipped, never overwritten.
+#include <fmt/format.h>
+
+#include "core/log.h"
+#include "os_linux/fault_server_impl.h"
+
+namespace faultline {
+
+Status FaultServer::Impl::install_pushed(uint64_t ipa, uint64_t length,
+                                         std::span<const std::byte> bytes) {
+  if (!bytes.empty() && bytes.size() != length) {
+    return invalid_argument(fmt::format("pushed range [{:#x}, +{:#x}) carries {} bytes", ipa,
+                                        length, bytes.size()));
+  }
+  std::lock_guard lock(push_mu_);
+  if (!push_scratch_) {
+    push_scratch_ = std::make_unique<PageBuffer>(options_.max_page_size);
+    if (!push_scratch_->ok()) {
+      push_scratch_.reset();
+      return io_error("buffer for pushed pages", errno);
+    }
+  }
+  uint64_t done = 0;
+  while (done < length) {
+    if (stopping_.load(std::memory_order_relaxed)) return Status(ErrorCode::kShutdown, "stopping");
+    Mapping* m = mappings_.find_guest(ipa + done, kMinPageSize);
+    if (m == nullptr) {
+      return Status(ErrorCode::kOutOfRegion,
+                    fmt::format("pushed page {:#x} lies outside every mapping", ipa + done));
+    }
+    const uint64_t page_size = m->layout.page_size;
+    const uint64_t host = m->host_begin() + (ipa + done - m->layout.guest_base);
+    if (host % page_size != 0 || (length - done) < page_size) {
+      return invalid_argument(fmt::format("pushed range [{:#x}, +{:#x}) does not cover whole "
+                                          "pages of {:#x} bytes",
+                                          ipa, length, page_size));
+    }
+    uint64_t page = m->page_index(host);
+    // A run of pages not yet present, within this mapping and the range.
+    uint64_t run = 0;
+    const uint64_t max_run = std::min((length - done) / page_size, m->pages() - page);
+    if (m->resident.test(page) || m->removed.test(page)) {
+      done += page_size;
+      continue;
+    }
+    while (run < max_run && !m->resident.test(page + run) && !m->removed.test(page + run)) ++run;
+    const std::byte* src = bytes.empty() ? nullptr : bytes.data() + done;
+    const uint64_t len = run * page_size;
+    // install_range zeroes through the scratch buffer where ZEROPAGE is not
+    // allowed; keep each call within it.
+    const uint64_t step = src == nullptr ? std::min(len, push_scratch_->span().size()) : len;
+    Result<Installed> installed = install_range(*m, host, step, src, push_scratch_->span());
+    if (!installed.is_ok()) return installed.status();
+    if (*installed == Installed::kGone) {
+      return Status(ErrorCode::kUnavailable, "the process whose memory this is has exited");
+    }
+    if (*installed == Installed::kAgain) continue;  // the address space changed; look again
+    pushed_pages_.fetch_add(step / page_size, std::memory_order_relaxed);
+    done += step;
+  }
+  return Status::ok();
+}
+
+bool FaultServer::Impl::holds_page(uint64_t ipa) {
+  Mapping* m = mappings_.find_guest(ipa, kMinPageSize);
+  if (m == nullptr) return false;
+  const uint64_t page = (ipa - m->layout.guest_base) / m->layout.page_size;
+  return m->resident.test(page) || m->removed.test(page);
+}
+
+bool FaultServer::Impl::everything_resident() {
+  for (size_t i = 0; i < mappings_.size(); ++i) {
+    Mapping& m = mappings_.at(i);
+    if (m.retired.load()) continue;
+    for (uint64_t page = 0; page < m.pages(); ++page) {
+      if (!m.resident.test(page) && !m.removed.test(page)) return false;
+    }
+  }
+  note_fully_resident();
+  return true;
+}
+
+}  // namespace faultline

@@ -1,0 +1,145 @@
+#include "protocol/page_codec.h"
+
+#include <fmt/format.h>
+#include <lz4.h>
+#include <xxhash.h>
+#include <zstd.h>
+
+#include <cstring>
+
+namespace faultline::v2 {
+
+uint64_t range_checksum(uint64_t ipa, uint32_t length, Encoding encoding,
+                        std::span<const std::byte> bytes) {
+  const uint64_t seed = ipa ^ (uint64_t{length} << 1) ^ (encoding == Encoding::kZero ? 0x5a : 0);
+  return XXH3_64bits_withSeed(bytes.data(), bytes.size(), seed);
+}
+
+Result<Encoding> parse_compression(std::string_view name) {
+  if (name == "none") return Encoding::kRaw;
+  if (name == "lz4") return Encoding::kLz4;
+  if (name == "zstd") return Encoding::kZstd;
+  return Status(ErrorCode::kInvalidArgument,
+                fmt::format("unknown compression '{}' (none, lz4 or zstd)", name));
+}
+
+std::string_view compression_name(Encoding encoding) {
+  switch (encoding) {
+    case Encoding::kLz4:
+      return "lz4";
+    case Encoding::kZstd:
+      return "zstd";
+    case Encoding::kZero:
+      return "zero";
+    case Encoding::kRaw:
+      break;
+  }
+  return "none";
+}
+
+struct PayloadEncoder::Codec {
+  ZSTD_CCtx* zstd = nullptr;
+  ~Codec() { ZSTD_freeCCtx(zstd); }
+};
+
+PayloadEncoder::PayloadEncoder(Encoding compression)
+    : compression_(compression), codec_(std::make_unique<Codec>()) {
+  if (compression_ == Encoding::kZstd) {
+    codec_->zstd = ZSTD_createCCtx();
+    // Level 1: the network is fast, the fault path is waiting.
+    ZSTD_CCtx_setParameter(codec_->zstd, ZSTD_c_compressionLevel, 1);
+  }
+}
+
+PayloadEncoder::~PayloadEncoder() = default;
+
+PayloadEncoder::Encoded PayloadEncoder::encode(uint64_t id, uint64_t ipa,
+                                               std::span<const std::byte> bytes, bool zero) {
+  Encoded e;
+  e.header.id = id;
+  e.header.ipa = ipa;
+  e.header.length = static_cast<uint32_t>(bytes.size());
+  if (zero) {
+    e.header.encoding = Encoding::kZero;
+    e.header.checksum = range_checksum(ipa, e.header.length, Encoding::kZero, {});
+    return e;
+  }
+  e.header.encoding = Encoding::kRaw;
+  e.header.checksum = range_checksum(ipa, e.header.length, Encoding::kRaw, bytes);
+  e.payload = bytes;
+  size_t produced = 0;
+  if (compression_ == Encoding::kLz4) {
+    out_.resize(static_cast<size_t>(LZ4_compressBound(static_cast<int>(bytes.size()))));
+    const int n = LZ4_compress_default(reinterpret_cast<const char*>(bytes.data()),
+                                       reinterpret_cast<char*>(out_.data()),
+                                       static_cast<int>(bytes.size()), static_cast<int>(out_.size()));
+    produced = n > 0 ? static_cast<size_t>(n) : 0;
+  } else if (compression_ == Encoding::kZstd && codec_->zstd != nullptr) {
+    out_.resize(ZSTD_compressBound(bytes.size()));
+    const size_t n =
+        ZSTD_compress2(codec_->zstd, out_.data(), out_.size(), bytes.data(), bytes.size());
+    produced = ZSTD_isError(n) ? 0 : n;
+  }
+  if (produced > 0 && produced < bytes.size()) {
+    e.header.encoding = compression_;
+    e.payload = std::span<const std::byte>(out_.data(), produced);
+  }
+  return e;
+}
+
+Status decode_payload(const DataHeader& header, std::span<const std::byte> payload,
+                      std::span<std::byte> dest, bool fill_zero) {
+  if (dest.size() != header.length) {
+    return {ErrorCode::kProtocol, fmt::format("DATA for {:#x}: {} bytes announced, {} expected",
+                                              header.ipa, header.length, dest.size())};
+  }
+  std::span<const std::byte> plain;
+  switch (header.encoding) {
+    case Encoding::kZero:
+      if (fill_zero) std::memset(dest.data(), 0, dest.size());
+      break;
+    case Encoding::kRaw:
+      if (payload.size() != dest.size()) {
+        return {ErrorCode::kProtocol, fmt::format("DATA for {:#x}: raw payload of {} bytes for {}",
+                                                  header.ipa, payload.size(), dest.size())};
+      }
+      std::memcpy(dest.data(), payload.data(), dest.size());
+      plain = dest;
+      break;
+    case Encoding::kLz4: {
+      const int n = LZ4_decompress_safe(reinterpret_cast<const char*>(payload.data()),
+                                        reinterpret_cast<char*>(dest.data()),
+                                        static_cast<int>(payload.size()), static_cast<int>(dest.size()));
+      if (n < 0 || static_cast<size_t>(n) != dest.size()) {
+        return {ErrorCode::kProtocol,
+                fmt::format("DATA for {:#x}: lz4 payload does not decode to {} bytes", header.ipa,
+                            dest.size())};
+      }
+      plain = dest;
+      break;
+    }
+    case Encoding::kZstd: {
+      const size_t n = ZSTD_decompress(dest.data(), dest.size(), payload.data(), payload.size());
+      if (ZSTD_isError(n) || n != dest.size()) {
+        return {ErrorCode::kProtocol,
+                fmt::format("DATA for {:#x}: zstd payload does not decode to {} bytes{}",
+                            header.ipa, dest.size(),
+                            ZSTD_isError(n) ? fmt::format(" ({})", ZSTD_getErrorName(n)) : "")};
+      }
+      plain = dest;
+      break;
+    }
+  }
+  const uint64_t sum = range_checksum(header.ipa, header.length, header.encoding == Encoding::kZero
+                                                                      ? Encoding::kZero
+                                                                      : Encoding::kRaw,
+                                      plain);
+  if (sum != header.checksum) {
+    return {ErrorCode::kProtocol,
+            fmt::format("DATA for [{:#x}, +{:#x}): checksum mismatch (got {:#018x}, computed {:#018x})",
+                        header.ipa, header.length, header.checksum, sum)};
+  }
+  return Status::ok();
+}
+
+}  // namespace faultline::v2

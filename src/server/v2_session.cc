@@ -1,0 +1,372 @@
+#include "server/v2_session.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "core/log.h"
+#include "protocol/page_codec.h"
+#include "sources/zero_scan.h"
+
+namespace faultline {
+namespace {
+
+constexpr std::chrono::seconds kHandshakeTimeout{10};
+constexpr std::chrono::seconds kBodyTimeout{30};
+constexpr std::chrono::seconds kWriteTimeout{30};
+constexpr std::chrono::microseconds kPushPause{200};
+
+struct Outgoing {
+  enum class Kind { kData, kError } kind = Kind::kData;
+  v2::Request request;
+  v2::ErrorFrame error;
+};
+
+class Session {
+ public:
+  Session(net::Stream& stream, const ServedImage& image, V2Counters& counters,
+          const std::string& peer)
+      : stream_(stream),
+        image_(image),
+        counters_(counters),
+        peer_(peer),
+        pages_(image.image_size / image.page_size),
+        sent_((pages_ + 63) / 64, 0) {}
+
+  Status run(const std::function<void()>& on_complete) {
+    if (Status s = handshake(); !s) return s;
+    std::thread writer([this] { write_loop(); });
+    Status result = read_loop(on_complete);
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    writer.join();
+    if (result.is_ok() && !write_error_.is_ok()) result = write_error_;
+    return result;
+  }
+
+ private:
+  Result<std::vector<std::byte>> read_frame(v2::FrameType& type, net::Deadline header_deadline) {
+    v2::FrameHeaderBytes header_bytes;
+    if (Status s = stream_.read_full(header_bytes, header_deadline); !s) return s;
+    auto header = v2::decode_frame_header(header_bytes);
+    if (!header) return header.status();
+    type = header->type;
+    std::vector<std::byte> body(header->body_length);
+    if (Status s = stream_.read_full(body, net::deadline_after(kBodyTimeout)); !s) return s;
+    return body;
+  }
+
+  Status handshake() {
+    v2::FrameType type{};
+    auto body = read_frame(type, net::deadline_after(kHandshakeTimeout));
+    if (!body) return body.status();
+    if (type != v2::FrameType::kHello) {
+      return {ErrorCode::kProtocol, fmt::format("expected HELLO, got frame type {}",
+                                                static_cast<int>(type))};
+    }
+    auto hello = v2::decode_hello(*body);
+    if (!hello) return hello.status();
+    v2::Welcome welcome;
+    welcome.encoding = (hello->accepted_encodings & v2::encoding_bit(image_.compression)) != 0
+                           ? image_.compression
+                           : v2::Encoding::kRaw;
+    encoding_ = welcome.encoding;
+    pushing_ = image_.push && hello->want_push;
+    welcome.pushing = pushing_;
+    welcome.page_size = image_.page_size;
+    welcome.ram_start = image_.ram_start;
+    welcome.image_size = image_.image_size;
+    welcome.image_id = image_.image_id;
+    welcome.max_range = v2::kMaxRange;
+    welcome.state = image_.state;
+    if (Status s = stream_.write_full(v2::encode(welcome), net::deadline_after(kWriteTimeout)); !s) {
+      return s;
+    }
+    if (pushing_) counters_.push_remaining.store(pages_ - sent_count_);
+    log().info("page server: v2 session with {}: {}{}", peer_,
+               pushing_ ? "pushing once the client has said what it holds" : "demand only",
+               encoding_ == v2::Encoding::kRaw
+                   ? std::string()
+                   : fmt::format(", {} compression", v2::compression_name(encoding_)));
+    return Status::ok();
+  }
+
+  Status read_loop(const std::function<void()>& on_complete) {
+    for (;;) {
+      v2::FrameType type{};
+      auto body = read_frame(type, net::kNoDeadline);
+      if (!body) {
+        if (body.status().code() == ErrorCode::kProtocol) ++counters_.bad_requests;
+        return body.status();
+      }
+      switch (type) {
+        case v2::FrameType::kRequest: {
+          auto request = v2::decode_request(*body);
+          if (!request) {
+            ++counters_.bad_requests;
+            return request.status();
+          }
+          Status range = v2::check_range(request->ipa, request->length, image_.page_size,
+                                         image_.ram_start, image_.image_size, v2::kMaxRange);
+          Outgoing out;
+          if (!range) {
+            ++counters_.bad_requests;
+            if (range.code() != ErrorCode::kOutOfRange) return range;
+            // A request outside the image gets a permanent error, not a hang-up.
+            log().warn("page server: v2 request from {}: {}", peer_, range.message());
+            out.kind = Outgoing::Kind::kError;
+            out.error = {request->id, ErrorCode::kOutOfRange, range.message()};
+          } else {
+            out.request = *request;
+          }
+          {
+            std::lock_guard lock(mu_);
+            queue_.push_back(std::move(out));
+          }
+          cv_.notify_one();
+          break;
+        }
+        case v2::FrameType::kHave: {
+          auto have = v2::decode_have(*body);
+          if (!have) {
+            ++counters_.bad_requests;
+            return have.status();
+          }
+          if (Status s = apply_have(*have); !s) {
+            ++counters_.bad_requests;
+            return s;
+          }
+          cv_.notify_one();
+          break;
+        }
+        case v2::FrameType::kComplete:
+          ++counters_.completes;
+          log().info("page server: {} holds every page (COMPLETE)", peer_);
+          if (on_complete) on_complete();
+          return Status::ok();
+        default:
+          ++counters_.bad_requests;
+          return {ErrorCode::kProtocol,
+                  fmt::format("unexpected frame type {} from the client", static_cast<int>(type))};
+      }
+    }
+  }
+
+  // Pages the client holds are never pushed; an empty HAVE lets pushing begin.
+  Status apply_have(const v2::Have& have) {
+    std::lock_guard lock(mu_);
+    if (have.bitmap.empty()) {
+      if (!push_armed_) {
+        log().info("page server: {} held {} of {} pages; pushing the rest", peer_, sent_count_,
+                   pages_);
+      }
+      push_armed_ = true;
+      return Status::ok();
+    }
+    if (have.first_page % 8 != 0 || have.first_page >= pages_ ||
+        have.bitmap.size() > (pages_ - have.first_page + 7) / 8) {
+      return {ErrorCode::kProtocol,
+              fmt::format("HAVE for pages from {} ({} bitmap bytes) exceeds the image's {} pages",
+                          have.first_page, have.bitmap.size(), pages_)};
+    }
+    for (size_t i = 0; i < have.bitmap.size(); ++i) {
+      const auto bits = static_cast<uint8_t>(have.bitmap[i]);
+      for (uint64_t b = 0; b < 8; ++b) {
+        const uint64_t page = have.first_page + i * 8 + b;
+        if ((bits >> b & 1) != 0 && page < pages_) mark_sent(page, 1);
+      }
+    }
+    if (pushing_) counters_.push_remaining.store(pages_ - sent_count_);
+    return Status::ok();
+  }
+
+  bool is_sent(uint64_t page) const { return (sent_[page / 64] >> (page % 64) & 1) != 0; }
+  void mark_sent(uint64_t first, uint64_t count) {
+    for (uint64_t p = first; p < first + count; ++p) {
+      if (!is_sent(p)) {
+        sent_[p / 64] |= uint64_t{1} << (p % 64);
+        ++sent_count_;
+      }
+    }
+  }
+
+  void write_loop() {
+    v2::PayloadEncoder encoder(encoding_);
+    std::vector<std::byte> buffer(std::max<size_t>(v2::kMaxRange, image_.push_chunk));
+    for (;;) {
+      Outgoing out;
+      uint64_t push_first = 0;
+      uint64_t push_pages = 0;
+      {
+        std::unique_lock lock(mu_);
+        for (;;) {
+          if (done_) return;
+          if (!queue_.empty()) break;
+          if (pushing_ && push_armed_ && sent_count_ < pages_) {
+            if (stream_.unsent_bytes() < image_.push_queue_limit) break;
+            cv_.wait_for(lock, kPushPause);
+            continue;
+          }
+          if (pushing_ && push_armed_ && !push_done_sent_) break;
+          cv_.wait(lock);
+        }
+        if (!queue_.empty()) {
+          out = std::move(queue_.front());
+          queue_.pop_front();
+          if (out.kind == Outgoing::Kind::kData) {
+            const uint64_t first = (out.request.ipa - image_.ram_start) / image_.page_size;
+            mark_sent(first, out.request.length / image_.page_size);
+            // Push on from where the guest is looking.
+            cursor_ = first + out.request.length / image_.page_size;
+          }
+        } else if (sent_count_ < pages_) {
+          push_first = next_unsent();
+          const uint64_t max_pages = std::max<uint64_t>(1, image_.push_chunk / image_.page_size);
+          while (push_pages < max_pages && push_first + push_pages < pages_ &&
+                 !is_sent(push_first + push_pages)) {
+            ++push_pages;
+          }
+          mark_sent(push_first, push_pages);
+          cursor_ = push_first + push_pages;
+        } else {
+          push_done_sent_ = true;
+        }
+        if (pushing_) counters_.push_remaining.store(pages_ - sent_count_);
+      }
+      Status s;
+      if (out.kind == Outgoing::Kind::kError) {
+        s = stream_.write_full(v2::encode(out.error), net::deadline_after(kWriteTimeout));
+      } else if (out.request.id != 0) {
+        s = send_demand(out.request, encoder, buffer);
+      } else if (push_pages > 0) {
+        s = send_push(push_first, push_pages, encoder, buffer);
+      } else {
+        s = stream_.write_full(v2::encode_empty(v2::FrameType::kPushDone),
+                               net::deadline_after(kWriteTimeout));
+        log().info("page server: pushed every page {} lacked", peer_);
+      }
+      if (!s) {
+        std::lock_guard lock(mu_);
+        write_error_ = s;
+        done_ = true;
+        stream_.shutdown();
+        return;
+      }
+    }
+  }
+
+  uint64_t next_unsent() {
+    for (uint64_t i = 0; i < pages_; ++i) {
+      const uint64_t page = (cursor_ + i) % pages_;
+      if (page % 64 == 0 && sent_[page / 64] == ~uint64_t{0} && page + 64 <= pages_) {
+        i += 63;
+        continue;
+      }
+      if (!is_sent(page)) return page;
+    }
+    return 0;
+  }
+
+  Status send_frame(const v2::PayloadEncoder::Encoded& e) {
+    const auto prefix =
+        v2::encode_data_prefix(e.header, static_cast<uint32_t>(e.payload.size()));
+    const auto deadline = net::deadline_after(kWriteTimeout);
+    if (Status s = stream_.write_full(prefix, deadline); !s) return s;
+    if (!e.payload.empty()) {
+      if (Status s = stream_.write_full(e.payload, deadline); !s) return s;
+    }
+    counters_.wire_bytes += e.payload.size();
+    if (e.header.encoding == v2::Encoding::kZero) counters_.zero_bytes += e.header.length;
+    return Status::ok();
+  }
+
+  Status send_demand(const v2::Request& request, v2::PayloadEncoder& encoder,
+                     std::vector<std::byte>& buffer) {
+    auto dest = std::span(buffer).first(request.length);
+    Result<PageKind> kind = image_.source->fetch(request.ipa, dest);
+    if (!kind) {
+      log().error("page server: cannot read [{:#x}, +{:#x}) for {}: {}", request.ipa,
+                  request.length, peer_, kind.status().to_string());
+      const ErrorCode code = kind.status().code() == ErrorCode::kOutOfRange
+                                 ? ErrorCode::kOutOfRange
+                                 : ErrorCode::kUnavailable;
+      return stream_.write_full(v2::encode(v2::ErrorFrame{request.id, code, kind.status().message()}),
+                                net::deadline_after(kWriteTimeout));
+    }
+    ++counters_.demand_requests;
+    counters_.demand_bytes += request.length;
+    return send_frame(encoder.encode(request.id, request.ipa, dest, *kind == PageKind::kZero));
+  }
+
+  // Sends runs of zero and non-zero pages as their own frames.
+  Status send_push(uint64_t first_page, uint64_t pages, v2::PayloadEncoder& encoder,
+                   std::vector<std::byte>& buffer) {
+    const uint64_t page_size = image_.page_size;
+    const uint64_t ipa = image_.ram_start + first_page * page_size;
+    auto range = std::span(buffer).first(pages * page_size);
+    Result<PageKind> kind = image_.source->fetch(ipa, range);
+    if (!kind) {
+      // Demand requests will meet the same trouble and report it; pushing stops.
+      log().error("page server: push to {} stops: cannot read [{:#x}, +{:#x}): {}", peer_, ipa,
+                  range.size(), kind.status().to_string());
+      std::lock_guard lock(mu_);
+      pushing_ = false;
+      return Status::ok();
+    }
+    counters_.pushed_bytes += range.size();
+    if (*kind == PageKind::kZero) return send_frame(encoder.encode(0, ipa, range, true));
+    uint64_t run_start = 0;
+    while (run_start < pages) {
+      const bool zero = is_all_zero(range.subspan(run_start * page_size, page_size));
+      uint64_t run_end = run_start + 1;
+      while (run_end < pages &&
+             is_all_zero(range.subspan(run_end * page_size, page_size)) == zero) {
+        ++run_end;
+      }
+      auto run = range.subspan(run_start * page_size, (run_end - run_start) * page_size);
+      if (Status s = send_frame(encoder.encode(0, ipa + run_start * page_size, run, zero)); !s) {
+        return s;
+      }
+      run_start = run_end;
+    }
+    return Status::ok();
+  }
+
+  net::Stream& stream_;
+  const ServedImage& image_;
+  V2Counters& counters_;
+  const std::string& peer_;
+  const uint64_t pages_;
+  v2::Encoding encoding_ = v2::Encoding::kRaw;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Outgoing> queue_;   // guarded by mu_
+  std::vector<uint64_t> sent_;   // guarded by mu_ once the writer runs
+  uint64_t sent_count_ = 0;      // guarded by mu_
+  uint64_t cursor_ = 0;          // guarded by mu_
+  bool pushing_ = false;         // guarded by mu_ once the writer runs
+  bool push_armed_ = false;      // guarded by mu_: the client has said what it holds
+  bool push_done_sent_ = false;  // guarded by mu_
+  bool done_ = false;            // guarded by mu_
+  Status write_error_;           // written by the writer before done_, read after join
+};
+
+}  // namespace
+
+Status serve_v2_connection(net::Stream& stream, const ServedImage& image, V2Counters& counters,
+                           const std::string& peer, const std::function<void()>& on_complete) {
+  ++counters.sessions;
+  Session session(stream, image, counters, peer);
+  return session.run(on_complete);
+}
+
+}  // namespace faultline
