@@ -25,12 +25,16 @@ bool ServedImage::is_zero_page(uint64_t page) const {
 
 ServedImage serve_image(const TempDir& dir, const std::string& listen, uint64_t pages,
                         uint64_t zero_every, uint64_t seed) {
+  return serve_image(dir, listen, pages, PageServerOptions{}, zero_every, seed);
+}
+
+ServedImage serve_image(const TempDir& dir, const std::string& listen, uint64_t pages,
+                        PageServerOptions options, uint64_t zero_every, uint64_t seed) {
   ServedImage served;
   served.image =
       make_test_image(pages * ServedImage::kPageSize, ServedImage::kPageSize, zero_every, seed);
   served.mem_file = dir.file("mem");
   write_file(served.mem_file, served.image);
-  PageServerOptions options;
   options.listen = listen;
   options.mem_file = served.mem_file;
   options.ram_start = ServedImage::kRamStart;

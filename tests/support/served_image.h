@@ -39,5 +39,9 @@ struct ServedImage {
 // them on `listen` from guest-physical address ServedImage::kRamStart.
 ServedImage serve_image(const TempDir& dir, const std::string& listen, uint64_t pages,
                         uint64_t zero_every = 5, uint64_t seed = 1);
+// The same with server options of the caller's (listen, mem_file and ram_start
+// are set here).
+ServedImage serve_image(const TempDir& dir, const std::string& listen, uint64_t pages,
+                        PageServerOptions options, uint64_t zero_every = 5, uint64_t seed = 1);
 
 }  // namespace faultline::testing
