@@ -3,8 +3,9 @@
  *
  * Allocates WL_MIB MiB (kernel command line `wl_mib=N`, which the kernel hands to init
  * as an environment variable; default 900; less if the guest has not that much free
- * memory plus RESERVE_MIB: the first line says how much it took), fills every 4 KiB page with a pattern that
- * depends on the page's index and the pass number, then loops forever: each pass checks
+ * memory plus RESERVE_MIB: the first line says how much it took), fills every 4 KiB
+ * page with a pattern that depends on the page's index and the pass number, then
+ * loops forever: each pass checks
  * every 64-bit word of every page against the previous pass's pattern and writes the
  * next one. One line per pass goes to the console (the serial port):
  *
