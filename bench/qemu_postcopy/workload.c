@@ -5,9 +5,9 @@
  * as an environment variable; default 900; less if the guest has not that much free
  * memory plus RESERVE_MIB: the first line says how much it took), fills every 4 KiB
  * page with a pattern that depends on the page's index and the pass number, then
- * loops forever: each pass checks
- * every 64-bit word of every page against the previous pass's pattern and writes the
- * next one. One line per pass goes to the console (the serial port):
+ * loops forever: each pass checks every 64-bit word of every page against the previous
+ * pass's pattern and writes the next one. One line per pass goes to the console (the
+ * serial port):
  *
  *   wl: pass 7 ok pages=230400 bad=0 ms=812
  *
