@@ -20,7 +20,7 @@ FUZZ = -DCMAKE_CXX_COMPILER=clang++ -DFAULTLINE_BUILD_TESTS=OFF -DFAULTLINE_BUIL
 	-DFAULTLINE_SANITIZER=address,undefined,fuzzer-no-link
 
 .PHONY: all deps configure build test test-all test-fast test-asan test-tsan fuzz fuzz-build \
-	bench demo format clean
+	bench bench-qemu demo format clean
 
 all: build
 
@@ -72,6 +72,14 @@ fuzz: fuzz-build
 BENCH_ARGS ?=
 bench: build
 	$(BUILD)/bench/faultline-bench $(BENCH_ARGS)
+
+# Baseline: QEMU's own postcopy migration of a 1 GiB TCG guest between two local QEMUs
+# (bench/qemu_postcopy/README.md). Fetches QEMU 10 and a guest kernel into
+# build/qemu-postcopy first. E.g. BENCH_QEMU_ARGS="--runs 5 --precopy-seconds 0 --json".
+BENCH_QEMU_ARGS ?=
+bench-qemu:
+	./bench/qemu_postcopy/fetch.sh
+	python3 ./bench/qemu_postcopy/run.py $(BENCH_QEMU_ARGS)
 
 demo: build
 	$(BUILD)/faultline demo
