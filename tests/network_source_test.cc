@@ -296,6 +296,7 @@ TEST_P(NetworkSourceTest, PushMakesEverythingResidentWhileFaultsAreServed) {
     std::this_thread::sleep_for(5ms);
   }
   EXPECT_EQ(served_.server->stats().completes, 1u);
+  source->stop_push();
   (*server)->request_shutdown();
   EXPECT_TRUE((*server)->wait().is_ok());
 }
@@ -328,6 +329,7 @@ TEST_P(NetworkSourceTest, PushSurvivesCutsAndResumesWhereItWas) {
   EXPECT_GE(source->stats().reconnects, 2u);
   // After a reconnection the server skips what the client said it holds.
   EXPECT_LT(source->stats().pushed_bytes, 2 * served_.image.size());
+  source->stop_push();
   (*server)->request_shutdown();
   EXPECT_TRUE((*server)->wait().is_ok());
 }

@@ -87,6 +87,9 @@ class NetworkPageSource : public PageSource {
   // Starts the push (if options.push): tells the server what `target` holds,
   // then hands every pushed page to it. `target` must outlive this source.
   Status start_push(PushTarget* target);
+  // Stops handing pushed pages on; returns once no hand-over is in progress,
+  // so the target may then be destroyed.
+  void stop_push();
   // Tells the server every page is held, so a migration can finish.
   Status complete();
   NetworkSourceStats stats() const;

@@ -13,6 +13,7 @@
 
 #include "cli/commands.h"
 #include "cli/size_option.h"
+#include "cli/vm_output.h"
 #include "core/log.h"
 #include "faultline/unique_fd.h"
 #include "vm/guest_ram.h"
@@ -24,28 +25,6 @@ namespace faultline::cli {
 namespace {
 
 using vm::Clock;
-
-double ms_since(Clock::time_point start, std::optional<Clock::time_point> at) {
-  if (!at) return -1;
-  return std::chrono::duration<double, std::milli>(*at - start).count();
-}
-
-[[noreturn]] void fail(const std::string& command, const std::string& message) {
-  log().error("vm {}: {}", command, message);
-  throw CLI::RuntimeError(1);
-}
-
-const char* pass_name(uint32_t pass) {
-  switch (pass) {
-    case 1:
-      return "fill";
-    case 2:
-      return "walk";
-    case 3:
-      return "stamps";
-  }
-  return "?";
-}
 
 struct RunArgs {
   std::string ram = "512M";
@@ -59,40 +38,6 @@ struct RunArgs {
   bool quiet = false;
   bool json = false;
 };
-
-// What the guest reported, for both run and restore.
-nlohmann::ordered_json guest_json(vm::Machine& m, vm::RunEnd end) {
-  nlohmann::ordered_json j;
-  j["finished"] = end == vm::RunEnd::kFinished;
-  j["progress"] = m.last_progress() ? m.last_progress()->index : 0;
-  j["progress_total"] = m.workload().total_reports();
-  if (const auto& r = m.results()) {
-    j["checksum"] = fmt::format("{:#018x}", r->checksum);
-    j["mismatches"] = r->mismatches;
-    j["pages"] = r->pages;
-  }
-  return j;
-}
-
-void print_results(vm::Machine& m) {
-  const auto& r = m.results();
-  if (!r) return;
-  fmt::print("result: checksum {:#018x}, {} pages, {} mismatched words{}\n", r->checksum, r->pages,
-             r->mismatches, r->mismatches == 0 ? "" : "  MEMORY CORRUPTED");
-}
-
-vm::RunHooks progress_hooks(vm::Machine& m, bool quiet, uint64_t pause_at) {
-  vm::RunHooks hooks;
-  hooks.on_progress = [&m, quiet, pause_at](const vm::Progress& p) {
-    if (!quiet) {
-      fmt::print("progress {}/{}: pass {} ({}), {} MiB\n", p.index, m.workload().total_reports(),
-                 p.pass, pass_name(p.pass), p.pages * 4096 >> 20);
-      std::fflush(stdout);
-    }
-    return pause_at != 0 && p.index == pause_at;
-  };
-  return hooks;
-}
 
 void run_vm(const RunArgs& a) {
   auto ram_size = parse_size(a.ram);
@@ -314,6 +259,8 @@ void add_vm_command(CLI::App& app) {
   restore_cmd->add_flag("--quiet", restore->quiet, "no progress lines");
   restore_cmd->add_flag("--json", restore->json, "print the results and figures as JSON");
   restore_cmd->callback([restore] { restore_vm(*restore); });
+
+  add_migrate_commands(app, *vm);
 }
 
 }  // namespace faultline::cli

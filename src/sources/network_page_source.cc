@@ -115,6 +115,12 @@ class NetworkPageSource::Impl {
     return Status::ok();
   }
 
+  void stop_push() {
+    std::unique_lock lock(mu_);
+    target_ = nullptr;
+    cv_.wait(lock, [&] { return target_users_ == 0; });
+  }
+
   Status complete() {
     std::shared_ptr<net::Stream> stream;
     {
@@ -490,6 +496,7 @@ class NetworkPageSource::Impl {
         again = v2::Request{id, header.ipa, header.length};
       } else {
         target = target_;
+        if (target != nullptr) ++target_users_;
         stats_.pushed_bytes += header.length;
         if (header.encoding == v2::Encoding::kZero) stats_.zero_bytes += header.length;
       }
@@ -502,6 +509,11 @@ class NetworkPageSource::Impl {
     const bool zero = header.encoding == v2::Encoding::kZero;
     Status installed = target->install_pushed(header.ipa, header.length,
                                               zero ? std::span<const std::byte>() : dest);
+    {
+      std::lock_guard lock(mu_);
+      --target_users_;
+    }
+    cv_.notify_all();
     if (!installed) {
       log().warn("{}: pushed range [{:#x}, +{:#x}) not installed: {}", describe(), header.ipa,
                  header.length, installed.to_string());
@@ -523,6 +535,7 @@ class NetworkPageSource::Impl {
   uint64_t next_id_ = 1;
   std::shared_ptr<net::Stream> stream_;  // null while disconnected
   PushTarget* target_ = nullptr;
+  int target_users_ = 0;  // hand-overs to target_ in progress
   Status failed_;  // not OK while reconnecting has failed for too long
   bool stopping_ = false;
   NetworkSourceStats stats_;
@@ -548,6 +561,7 @@ Result<PageKind> NetworkPageSource::fetch(uint64_t ipa, std::span<std::byte> des
 std::string NetworkPageSource::describe() const { return impl_->describe(); }
 const RemoteImage& NetworkPageSource::image() const { return impl_->image(); }
 Status NetworkPageSource::start_push(PushTarget* target) { return impl_->start_push(target); }
+void NetworkPageSource::stop_push() { impl_->stop_push(); }
 Status NetworkPageSource::complete() { return impl_->complete(); }
 NetworkSourceStats NetworkPageSource::stats() const { return impl_->stats(); }
 

@@ -52,6 +52,7 @@ Status copy_everything(RestoredVm& vm, PageSource& source) {
 
 RestoredVm::~RestoredVm() {
   machine.reset();
+  if (network != nullptr) network->stop_push();
   if (server) {
     server->request_shutdown();
     (void)server->wait();
@@ -83,6 +84,42 @@ Result<std::unique_ptr<RestoredVm>> restore_vm(const RestoreOptions& o) {
   if (!s.is_ok()) return s;
   vm->memory_ready = Clock::now();
 
+  auto machine = Machine::create(vm->ram->bytes());
+  if (!machine.is_ok()) return machine.status();
+  vm->machine = std::move(machine).value();
+  if (Status r = vm->machine->restore(vm->state); !r.is_ok()) return r;
+  return vm;
+}
+
+Result<std::unique_ptr<RestoredVm>> receive_vm(const ReceiveOptions& o) {
+  auto vm = std::make_unique<RestoredVm>();
+  vm->started = Clock::now();
+  NetworkSourceOptions network = o.network;
+  network.push = true;
+  auto source = NetworkPageSource::connect(o.from, network);
+  if (!source.is_ok()) return source.status();
+  const RemoteImage& image = (*source)->image();
+  auto state = decode_vm_state(image.state, "the migration source's state");
+  if (!state.is_ok()) return state.status();
+  vm->state = std::move(state).value();
+  if (vm->state.ram_base != 0 || image.ram_start != 0 || image.size != vm->state.ram_size) {
+    return Status(ErrorCode::kProtocol,
+                  fmt::format("the source serves {:#x} bytes at {:#x} for a guest of {:#x} bytes at "
+                              "{:#x}",
+                              image.size, image.ram_start, vm->state.ram_size,
+                              vm->state.ram_base));
+  }
+  if (Status s = check_guest_ram_size(vm->state.ram_size); !s.is_ok()) return s;
+  auto ram = GuestRam::map(vm->state.ram_size);
+  if (!ram.is_ok()) return ram.status();
+  vm->ram = std::move(ram).value();
+  vm->network = source->get();
+  vm->source = vm->network->describe();
+  if (Status s = serve_lazily(*vm, std::move(source).value(), o.fault_threads, false); !s.is_ok()) {
+    return s;
+  }
+  if (Status s = vm->network->start_push(vm->server.get()); !s.is_ok()) return s;
+  vm->memory_ready = Clock::now();
   auto machine = Machine::create(vm->ram->bytes());
   if (!machine.is_ok()) return machine.status();
   vm->machine = std::move(machine).value();

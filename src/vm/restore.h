@@ -27,6 +27,14 @@ struct RestoreOptions {
   bool background_fill = true;
 };
 
+// The destination of a migration: the state and every page come from a
+// `faultline migrate` source over the v2 protocol, pushed and on demand.
+struct ReceiveOptions {
+  std::string from;  // the source's address
+  NetworkSourceOptions network;  // push is always on
+  int fault_threads = 1;
+};
+
 // A restored VM, ready to run. Members are destroyed machine first, then the
 // fault server, then guest RAM.
 struct RestoredVm {
@@ -35,6 +43,7 @@ struct RestoredVm {
   std::unique_ptr<GuestRam> ram;
   PagerHandle pager;                    // lazy only
   std::unique_ptr<FaultServer> server;  // lazy only
+  NetworkPageSource* network = nullptr;  // received: the pager's source
   std::unique_ptr<Machine> machine;
   Clock::time_point started;       // restore start
   Clock::time_point memory_ready;  // lazy: prewarmed; eager: every page copied
@@ -46,5 +55,8 @@ struct RestoredVm {
 };
 
 Result<std::unique_ptr<RestoredVm>> restore_vm(const RestoreOptions& options);
+// Connects to the source, takes the vCPU state from its handshake, and
+// resumes at once; pages are pushed into guest RAM while the guest runs.
+Result<std::unique_ptr<RestoredVm>> receive_vm(const ReceiveOptions& options);
 
 }  // namespace faultline::vm
