@@ -8,7 +8,7 @@ set -euo pipefail
 packages=(
   build-essential cmake make ninja-build pkg-config
   libgtest-dev libgmock-dev googletest
-  libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
+  libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libssl-dev
   libasan8 libubsan1 libtsan2
   clang libclang-rt-14-dev llvm
 )
