@@ -98,8 +98,9 @@ class TlsStream final : public Stream {
       }
       auto ready = wait(outcome, POLLIN | POLLOUT, deadline);
       if (!ready) return ready.status().with_context(fmt::format("TLS handshake with {}", peer_));
-      if (!*ready)
+      if (!*ready) {
         return {ErrorCode::kTimeout, fmt::format("TLS handshake with {} timed out", peer_)};
+      }
     }
     description_ = describe_session();
     established_ = true;
