@@ -89,8 +89,8 @@ Identity issue(const std::string& name, Role role, const Identity* issuer) {
   X509* cert = made.cert.get();
   X509_set_version(cert, X509_VERSION_3);
   ASN1_INTEGER_set(X509_get_serialNumber(cert), serial++);
-  X509_gmtime_adj(X509_getm_notBefore(cert), -60 * 60);
-  X509_gmtime_adj(X509_getm_notAfter(cert), 24 * 60 * 60);
+  X509_gmtime_adj(X509_getm_notBefore(cert), -60L * 60);
+  X509_gmtime_adj(X509_getm_notAfter(cert), 24L * 60 * 60);
   X509_set_pubkey(cert, made.key.get());
   X509_NAME_add_entry_by_txt(X509_get_subject_name(cert), "CN", MBSTRING_UTF8,
                              reinterpret_cast<const unsigned char*>(name.c_str()), -1, -1, 0);
