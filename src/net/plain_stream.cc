@@ -1,7 +1,5 @@
 // A Stream straight over a socket: the readiness loops of socket_io.h.
 #include <fcntl.h>
-#include <linux/sockios.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <string>
@@ -27,11 +25,7 @@ class PlainStream final : public Stream {
     return net::write_full(socket_.get(), buf, deadline);
   }
   void shutdown() override { ::shutdown(socket_.get(), SHUT_RDWR); }
-  size_t unsent_bytes() const override {
-    int queued = 0;
-    if (::ioctl(socket_.get(), SIOCOUTQ, &queued) != 0 || queued < 0) return 0;
-    return static_cast<size_t>(queued);
-  }
+  size_t unsent_bytes() const override { return net::unsent_bytes(socket_.get()); }
   std::string describe() const override { return peer_ + " (plain)"; }
 
  private:

@@ -1,7 +1,9 @@
 #include "net/socket_io.h"
 
 #include <fmt/format.h>
+#include <linux/sockios.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -13,24 +15,6 @@ namespace faultline::net {
 namespace {
 
 enum class Direction { kRead, kWrite };
-
-// Errors that mean the connection is gone, not that this host misbehaves.
-bool is_disconnect(int errno_value) {
-  switch (errno_value) {
-    case ECONNRESET:
-    case EPIPE:
-    case ENOTCONN:
-    case ECONNABORTED:
-    case ECONNREFUSED:
-    case ETIMEDOUT:
-    case EHOSTUNREACH:
-    case ENETUNREACH:
-    case ENETDOWN:
-      return true;
-    default:
-      return false;
-  }
-}
 
 std::string_view verb(Direction direction) {
   return direction == Direction::kRead ? "received" : "sent";
@@ -44,22 +28,13 @@ Status transfer_error(Direction direction, int errno_value, size_t done, size_t 
 }
 
 // Waits until `fd` is ready; OK, or kTimeout / an error once the deadline passes.
-Status wait_ready(int fd, Direction direction, Deadline deadline, size_t done, size_t total) {
-  pollfd pfd{fd, static_cast<short>(direction == Direction::kRead ? POLLIN : POLLOUT), 0};
-  for (;;) {
-    int timeout_ms = -1;
-    if (deadline != kNoDeadline) {
-      auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-      timeout_ms = static_cast<int>(std::clamp<int64_t>(left.count(), 0, INT32_MAX));
-    }
-    int ready = ::poll(&pfd, 1, timeout_ms);
-    if (ready > 0) return Status::ok();  // readiness, hang-up or error: the next call tells
-    if (ready == 0) {
-      return {ErrorCode::kTimeout,
-              fmt::format("timed out after {} of {} bytes {}", done, total, verb(direction))};
-    }
-    if (errno != EINTR) return io_error("poll", errno);
-  }
+Status wait_for_transfer(int fd, Direction direction, Deadline deadline, size_t done,
+                         size_t total) {
+  auto ready = wait_ready(fd, direction == Direction::kRead ? POLLIN : POLLOUT, deadline);
+  if (!ready) return ready.status();
+  if (*ready) return Status::ok();  // readiness, hang-up or error: the next call tells
+  return {ErrorCode::kTimeout,
+          fmt::format("timed out after {} of {} bytes {}", done, total, verb(direction))};
 }
 
 // Moves `total` bytes with `step(done)` (one non-blocking recv or send of the
@@ -82,12 +57,51 @@ Status transfer_full(int fd, Direction direction, size_t total, Deadline deadlin
     if (errno != EAGAIN && errno != EWOULDBLOCK) {
       return transfer_error(direction, errno, done, total);
     }
-    if (Status status = wait_ready(fd, direction, deadline, done, total); !status) return status;
+    if (Status status = wait_for_transfer(fd, direction, deadline, done, total); !status)
+      return status;
   }
   return Status::ok();
 }
 
 }  // namespace
+
+Result<bool> wait_ready(int fd, short events, Deadline deadline) {
+  pollfd pfd{fd, events, 0};
+  for (;;) {
+    int timeout_ms = -1;
+    if (deadline != kNoDeadline) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+      timeout_ms = static_cast<int>(std::clamp<int64_t>(left.count(), 0, INT32_MAX));
+    }
+    int ready = ::poll(&pfd, 1, timeout_ms);
+    if (ready > 0) return true;
+    if (ready == 0) return false;
+    if (errno != EINTR) return io_error("poll", errno);
+  }
+}
+
+bool is_disconnect(int errno_value) {
+  switch (errno_value) {
+    case ECONNRESET:
+    case EPIPE:
+    case ENOTCONN:
+    case ECONNABORTED:
+    case ECONNREFUSED:
+    case ETIMEDOUT:
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+    case ENETDOWN:
+      return true;
+    default:
+      return false;
+  }
+}
+
+size_t unsent_bytes(int fd) {
+  int queued = 0;
+  if (::ioctl(fd, SIOCOUTQ, &queued) != 0 || queued < 0) return 0;
+  return static_cast<size_t>(queued);
+}
 
 Status read_full(int fd, std::span<std::byte> buf, Deadline deadline) {
   return transfer_full(fd, Direction::kRead, buf.size(), deadline, [&](size_t done) {

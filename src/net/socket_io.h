@@ -26,4 +26,16 @@ Status read_full(int fd, std::span<std::byte> buf, Deadline deadline);
 // Writes all of `buf` without raising SIGPIPE; errors as for read_full.
 Status write_full(int fd, std::span<const std::byte> buf, Deadline deadline);
 
+// Waits until `fd` has one of `events` (POLLIN, POLLOUT), a hang-up or an
+// error: true; false once the deadline passes. Retries after EINTR.
+Result<bool> wait_ready(int fd, short events, Deadline deadline);
+
+// Whether a send or recv errno means the connection is gone (kUnavailable)
+// rather than that this host misbehaves (kIo).
+bool is_disconnect(int errno_value);
+
+// Bytes written to the socket that the kernel has not sent yet (SIOCOUTQ);
+// 0 when it cannot tell.
+size_t unsent_bytes(int fd);
+
 }  // namespace faultline::net
