@@ -16,6 +16,7 @@
 #include "support/guest_memory.h"
 #include "support/raw_server.h"
 #include "support/served_image.h"
+#include "support/test_certs.h"
 
 namespace faultline {
 namespace {
@@ -242,6 +243,90 @@ TEST(NetworkSourcePolicyTest, RefusesPlainTcpUnlessAskedFor) {
   EXPECT_EQ(source.status().code(), ErrorCode::kInvalidArgument);
   EXPECT_NE(source.status().message().find("plain TCP"), std::string::npos)
       << source.status().to_string();
+}
+
+// TLS: the same protocol inside TLS 1.3, the server verified by the client's
+// CA, and with mutual authentication the client verified by the server's.
+class NetworkSourceTlsTest : public ::testing::Test {
+ protected:
+  void SetUp() override { certs_ = testing::make_test_certs(dir_.path()); }
+
+  ServedImage ServeTls(bool mutual) {
+    PageServerOptions options;
+    options.tls_cert = certs_.server_cert;
+    options.tls_key = certs_.server_key;
+    if (mutual) options.tls_ca = certs_.ca_cert;
+    options.compression = "lz4";
+    return testing::serve_image(dir_, "tcp:127.0.0.1:0", 512, options);
+  }
+
+  NetworkSourceOptions TlsOptions(bool with_client_cert) {
+    NetworkSourceOptions options;
+    options.tls.ca_file = certs_.ca_cert;
+    if (with_client_cert) {
+      options.tls.cert_file = certs_.client_cert;
+      options.tls.key_file = certs_.client_key;
+    }
+    options.compression = "lz4";
+    options.reconnect_for = 500ms;
+    return options;
+  }
+
+  testing::TempDir dir_;
+  testing::TestCerts certs_;
+};
+
+void FetchEverything(const ServedImage& served, NetworkPageSource& source) {
+  std::vector<std::byte> buf(64 * kPage);
+  for (uint64_t first = 0; first < served.pages(); first += 64) {
+    auto kind = source.fetch(served.page_ipa(first), buf);
+    ASSERT_TRUE(kind.is_ok()) << kind.status().to_string();
+    auto expected = served.expected(served.page_ipa(first), buf.size());
+    if (*kind == PageKind::kData) {
+      ASSERT_TRUE(std::equal(buf.begin(), buf.end(), expected.begin())) << "page " << first;
+    }
+  }
+}
+
+TEST_F(NetworkSourceTlsTest, ServesPagesInsideTls) {
+  ServedImage served = ServeTls(false);
+  ASSERT_TRUE(served.server);
+  auto source = NetworkPageSource::connect(served.server->address(), TlsOptions(false));
+  ASSERT_TRUE(source.is_ok()) << source.status().to_string();
+  FetchEverything(served, **source);
+}
+
+TEST_F(NetworkSourceTlsTest, MutualAuthenticationServesAClientWithACertificate) {
+  ServedImage served = ServeTls(true);
+  ASSERT_TRUE(served.server);
+  auto source = NetworkPageSource::connect(served.server->address(), TlsOptions(true));
+  ASSERT_TRUE(source.is_ok()) << source.status().to_string();
+  FetchEverything(served, **source);
+}
+
+TEST_F(NetworkSourceTlsTest, MutualAuthenticationRefusesAClientWithoutOne) {
+  ServedImage served = ServeTls(true);
+  ASSERT_TRUE(served.server);
+  auto source = NetworkPageSource::connect(served.server->address(), TlsOptions(false));
+  EXPECT_FALSE(source.is_ok());
+}
+
+TEST_F(NetworkSourceTlsTest, AClientTrustingAnotherCaRefusesTheServer) {
+  ServedImage served = ServeTls(false);
+  ASSERT_TRUE(served.server);
+  NetworkSourceOptions options = TlsOptions(false);
+  options.tls.ca_file = certs_.other_ca_cert;
+  auto source = NetworkPageSource::connect(served.server->address(), options);
+  ASSERT_FALSE(source.is_ok());
+  EXPECT_NE(source.status().message().find("verify"), std::string::npos)
+      << source.status().to_string();
+}
+
+TEST_F(NetworkSourceTlsTest, APlainClientGetsNothingFromATlsServer) {
+  ServedImage served = ServeTls(false);
+  ASSERT_TRUE(served.server);
+  auto source = NetworkPageSource::connect(served.server->address(), plain_options());
+  EXPECT_FALSE(source.is_ok());
 }
 
 // Push: the server streams every page into the fault server while threads

@@ -150,6 +150,7 @@ TEST_P(PageServerTest, ConnectionsBeyondMaxClientsAreRefused) {
   options.mem_file = mem_file;
   options.ram_start = ServedImage::kRamStart;
   options.max_clients = 2;
+  options.allow_plain_tcp = true;
   auto server = PageServer::start(options);
   ASSERT_TRUE(server) << server.status().to_string();
   ServedImage served{image, mem_file, std::move(*server)};
@@ -296,8 +297,8 @@ TEST(ServePagesCliTest, ServesPagesOverAUnixSocketAndExitsZeroOnSigterm) {
 TEST(ServePagesCliTest, WarnsThatANonLoopbackTcpAddressIsPlaintext) {
   TempDir dir;
   testing::write_file(dir.file("mem"), testing::make_test_image(kPage));
-  ServePagesProcess process(
-      {"--listen", "tcp:0.0.0.0:0", "--mem-file", dir.file("mem"), "--ram-start", "0"});
+  ServePagesProcess process({"--listen", "tcp:0.0.0.0:0", "--mem-file", dir.file("mem"),
+                             "--ram-start", "0", "--plain-tcp"});
   ASSERT_TRUE(process.wait_for_output("plaintext")) << process.output();
   EXPECT_EQ(process.output().find("tcp:0.0.0.0:0 "), std::string::npos)
       << "the real port is not logged: " << process.output();
@@ -313,6 +314,7 @@ TEST(ServePagesCliTest, BadArgumentsExitNonZeroNamingTheProblem) {
   const std::pair<std::vector<std::string>, std::string> cases[] = {
       {{"--listen", "pages.sock", "--mem-file", mem, "--ram-start", "0"}, "missing scheme"},
       {{"--listen", "tcp:localhost:70000", "--mem-file", mem, "--ram-start", "0"}, "65535"},
+      {{"--listen", "tcp:127.0.0.1:0", "--mem-file", mem, "--ram-start", "0"}, "refusing plain TCP"},
       {{"--listen", sock, "--mem-file", dir.file("nope"), "--ram-start", "0"}, dir.file("nope")},
       {{"--listen", sock, "--mem-file", mem, "--ram-start", "0xfoo"}, "--ram-start"},
       {{"--listen", sock, "--ram-start", "0"}, "--mem-file"},

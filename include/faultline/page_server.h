@@ -23,6 +23,13 @@ struct PageServerOptions {
   std::string compression = "none";  // "none", "lz4" or "zstd", for clients that accept it
   bool push = true;                  // push every page to clients that ask for it
   uint32_t push_chunk = 256u << 10;  // bytes per pushed frame
+  // TLS (v2 only): our certificate chain and key (PEM); with tls_ca, clients
+  // must present a certificate signed by it (mutual authentication).
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_ca;
+  // Listening on TCP without TLS is refused unless this is set.
+  bool allow_plain_tcp = false;
   // Called when a v2 client says it holds every page (COMPLETE).
   std::function<void()> on_complete;
 };

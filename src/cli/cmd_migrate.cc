@@ -18,6 +18,7 @@
 #include "cli/commands.h"
 #include "cli/size_option.h"
 #include "cli/stop_signals.h"
+#include "cli/tls_args.h"
 #include "cli/vm_output.h"
 #include "core/log.h"
 #include "faultline/network_page_source.h"
@@ -35,30 +36,6 @@ namespace {
 using vm::Clock;
 
 double mib(uint64_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
-
-struct TlsArgs {
-  std::string cert;
-  std::string key;
-  std::string ca;
-  std::string server_name;
-  bool plain_tcp = false;
-
-  void add_to(CLI::App* cmd, bool server) {
-    cmd->add_option("--tls-cert", cert,
-                    server ? "TLS: this server's certificate chain (PEM)"
-                           : "TLS: our client certificate, for servers that require one");
-    cmd->add_option("--tls-key", key, "TLS: the key of --tls-cert (PEM)");
-    cmd->add_option("--tls-ca", ca,
-                    server ? "TLS: require client certificates signed by these CAs (mutual)"
-                           : "TLS: verify the server against these CAs (turns TLS on)");
-    if (!server) {
-      cmd->add_option("--tls-server-name", server_name,
-                      "TLS: the name in the server's certificate (default: the host)");
-    }
-    cmd->add_flag("--plain-tcp", plain_tcp,
-                  "allow TCP without TLS (guest memory crosses the network in clear text)");
-  }
-};
 
 // ---- the source --------------------------------------------------------------
 
@@ -80,11 +57,9 @@ void migrate(const MigrateArgs& a) {
   const std::string cmd = "migrate";
   auto address = net::parse_socket_address(a.listen);
   if (!address.is_ok()) fail(cmd, "--listen: " + address.status().message());
+  // Refused before the guest runs, not after (PageServer::start checks it again).
   if (address->kind == net::SocketAddress::Kind::kTcp && a.tls.cert.empty() && !a.tls.plain_tcp) {
     fail(cmd, net::plain_tcp_refused(*address, "--tls-cert and --tls-key").message());
-  }
-  if (!a.tls.cert.empty() || !a.tls.ca.empty()) {
-    fail(cmd, "TLS is not built into this faultline yet");
   }
   auto ram_size = parse_size(a.ram);
   if (!ram_size.is_ok()) fail(cmd, "--ram: " + ram_size.status().message());
@@ -131,6 +106,10 @@ void migrate(const MigrateArgs& a) {
   options.listen = a.listen;
   options.compression = a.compression;
   options.push = true;
+  options.tls_cert = a.tls.cert;
+  options.tls_key = a.tls.key;
+  options.tls_ca = a.tls.ca;
+  options.allow_plain_tcp = a.tls.plain_tcp;
   std::mutex mu;
   bool completed = false;
   options.on_complete = [&] {

@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "cli/stop_signals.h"
+#include "cli/tls_args.h"
 #include "core/log.h"
 #include "faultline/page_server.h"
 #include "net/socket_address.h"
@@ -22,6 +23,9 @@ struct ServePagesArgs {
   std::string mem_file;
   std::string ram_start = "0";
   int max_clients = PageServerOptions{}.max_clients;
+  std::string compression = "none";
+  bool no_push = false;
+  TlsArgs tls;
 };
 
 // "0x80000000" or "2147483648".
@@ -52,15 +56,21 @@ void run_serve_pages(const ServePagesArgs& args) {
   options.mem_file = args.mem_file;
   options.ram_start = *ram_start;
   options.max_clients = args.max_clients;
+  options.compression = args.compression;
+  options.push = !args.no_push;
+  options.tls_cert = args.tls.cert;
+  options.tls_key = args.tls.key;
+  options.tls_ca = args.tls.ca;
+  options.allow_plain_tcp = args.tls.plain_tcp;
   auto server = PageServer::start(options);
   if (!server) fail(server.status().to_string());
 
   const std::string& address = (*server)->address();
   log().info("serving pages of {} (ram_start {:#x}) on {}", args.mem_file, *ram_start, address);
   auto parsed = net::parse_socket_address(address);
-  if (parsed && !net::is_loopback_only(*parsed)) {
+  if (parsed && !net::is_loopback_only(*parsed) && args.tls.cert.empty()) {
     log().warn(
-        "{} accepts connections from other hosts and v1 is plaintext and "
+        "{} accepts connections from other hosts in plaintext (--plain-tcp), "
         "unauthenticated: anyone who can reach it can read guest memory",
         address);
   }
@@ -87,6 +97,11 @@ void add_serve_pages_command(CLI::App& app) {
   cmd->add_option("--max-clients", args->max_clients, "connections served at once")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--compression", args->compression,
+                  "v2 clients that accept it get none, lz4 or zstd")
+      ->capture_default_str();
+  cmd->add_flag("--no-push", args->no_push, "v2: answer requests only, never push");
+  args->tls.add_to(cmd, true);
   cmd->callback([args] { run_serve_pages(*args); });
 }
 

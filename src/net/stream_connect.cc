@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "net/tls.h"
+
 namespace faultline::net {
 
 Status plain_tcp_refused(const SocketAddress& address, std::string_view tls_flag) {
@@ -12,16 +14,20 @@ Status plain_tcp_refused(const SocketAddress& address, std::string_view tls_flag
 }
 
 Result<std::unique_ptr<Stream>> connect_stream(const SocketAddress& address,
-                                               const TlsClientOptions& tls, bool allow_plain_tcp,
+                                               const TlsContext* tls,
+                                               const std::string& server_name,
+                                               bool allow_plain_tcp,
                                                std::chrono::milliseconds timeout) {
-  const bool use_tls = !tls.ca_file.empty();
-  if (!use_tls && address.kind == SocketAddress::Kind::kTcp && !allow_plain_tcp) {
+  if (tls == nullptr && address.kind == SocketAddress::Kind::kTcp && !allow_plain_tcp) {
     return plain_tcp_refused(address, "--tls-ca");
   }
   auto socket = connect_socket(address, timeout);
   if (!socket) return socket.status();
-  if (use_tls) {
-    return Status(ErrorCode::kUnsupported, "TLS is not built into this faultline yet");
+  if (tls != nullptr) {
+    const std::string host = !server_name.empty() ? server_name
+                             : address.kind == SocketAddress::Kind::kTcp ? address.host
+                                                                          : "localhost";
+    return tls->connect(std::move(*socket), host, deadline_after(timeout));
   }
   return make_plain_stream(std::move(*socket));
 }

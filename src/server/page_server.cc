@@ -27,6 +27,8 @@
 #include "net/socket_address.h"
 #include "net/socket_io.h"
 #include "net/stream.h"
+#include "net/stream_connect.h"
+#include "net/tls.h"
 #include "protocol/page_codec.h"
 #include "server/v2_session.h"
 #include "sources/page_wire.h"
@@ -38,6 +40,7 @@ namespace {
 constexpr std::chrono::seconds kReplyWriteTimeout{30};
 // How long to back off when accept() fails for lack of resources.
 constexpr int kAcceptBackoffMs = 100;
+constexpr std::chrono::seconds kTlsHandshakeTimeout{10};
 
 // Identifies the socket file this server created, so that stop() never removes
 // a file someone else has put there since.
@@ -58,8 +61,9 @@ std::optional<FileIdentity> identify(const std::string& path) {
 class PageServer::Impl {
  public:
   Impl(ServedMemory memory, const PageServerOptions& options, v2::Encoding compression,
-       net::Listener listener, UniqueFd stop_event)
+       std::shared_ptr<net::TlsContext> tls, net::Listener listener, UniqueFd stop_event)
       : source_(std::move(memory.source)),
+        tls_(std::move(tls)),
         listener_(std::move(listener)),
         address_(listener_.address.to_string()),
         stop_event_(std::move(stop_event)),
@@ -193,6 +197,46 @@ class PageServer::Impl {
   }
 
   void serve_connection(Connection& c) {
+    if (tls_) {
+      serve_tls(c);
+    } else {
+      serve_plain(c);
+    }
+    std::lock_guard lock(mu_);
+    c.fd.reset();
+    c.finished = true;
+    --active_;
+  }
+
+  // TLS carries v2 only: the handshake, then the magic, then the session.
+  void serve_tls(Connection& c) {
+    UniqueFd own(::fcntl(c.fd.get(), F_DUPFD_CLOEXEC, 0));
+    if (!own) {
+      log().error("page server {}: cannot serve {}: dup: {}", address_, c.peer,
+                  std::strerror(errno));
+      return;
+    }
+    auto stream = tls_->accept(std::move(own), net::deadline_after(kTlsHandshakeTimeout));
+    if (!stream) {
+      ++bad_requests_;
+      log().warn("page server {}: {}: {}", address_, c.peer, stream.status().message());
+      return;
+    }
+    std::array<std::byte, v2::kMagic.size()> magic;
+    if (Status s = (*stream)->read_full(magic, net::deadline_after(kTlsHandshakeTimeout)); !s) {
+      log().debug("page server {}: {} left: {}", address_, c.peer, s.to_string());
+      return;
+    }
+    if (magic != v2::kMagic) {
+      ++bad_requests_;
+      log().warn("page server {}: {} does not speak protocol v2 (TLS carries only v2); closing",
+                 address_, c.peer);
+      return;
+    }
+    run_v2(c, **stream);
+  }
+
+  void serve_plain(Connection& c) {
     std::vector<std::byte> reply;  // header + payload, grown to the largest page asked for
     bool first = true;
     for (;;) {
@@ -226,10 +270,6 @@ class PageServer::Impl {
       }
       if (!serve_page(c, *request, reply)) break;
     }
-    std::lock_guard lock(mu_);
-    c.fd.reset();
-    c.finished = true;
-    --active_;
   }
 
   void serve_v2(Connection& c) {
@@ -241,7 +281,11 @@ class PageServer::Impl {
       return;
     }
     std::unique_ptr<net::Stream> stream = net::make_plain_stream(std::move(own));
-    Status ended = serve_v2_connection(*stream, image_, v2_, c.peer, on_complete_);
+    run_v2(c, *stream);
+  }
+
+  void run_v2(Connection& c, net::Stream& stream) {
+    Status ended = serve_v2_connection(stream, image_, v2_, c.peer, on_complete_);
     if (ended.is_ok()) {
       log().debug("page server {}: v2 session with {} ended", address_, c.peer);
     } else if (ended.code() == ErrorCode::kProtocol || ended.code() == ErrorCode::kOutOfRange) {
@@ -292,6 +336,7 @@ class PageServer::Impl {
   }
 
   const std::unique_ptr<PageSource> source_;
+  const std::shared_ptr<net::TlsContext> tls_;  // null: plain
   net::Listener listener_;
   const std::string address_;
   const UniqueFd stop_event_;
@@ -361,11 +406,19 @@ Result<std::unique_ptr<PageServer>> PageServer::start(const PageServerOptions& o
   if (!compression) return compression.status();
   auto address = net::parse_socket_address(options.listen);
   if (!address) return address.status();
+  std::shared_ptr<net::TlsContext> tls;
+  if (!options.tls_cert.empty() || !options.tls_key.empty() || !options.tls_ca.empty()) {
+    auto context = net::TlsContext::server({options.tls_cert, options.tls_key, options.tls_ca, ""});
+    if (!context) return context.status();
+    tls = std::move(*context);
+  } else if (address->kind == net::SocketAddress::Kind::kTcp && !options.allow_plain_tcp) {
+    return net::plain_tcp_refused(*address, "--tls-cert and --tls-key");
+  }
   UniqueFd stop_event(::eventfd(0, EFD_CLOEXEC));
   if (!stop_event) return io_error("page server: eventfd", errno);
   auto listener = net::listen_socket(*address);
   if (!listener) return listener.status();
-  auto impl = std::make_unique<Impl>(std::move(memory), options, *compression,
+  auto impl = std::make_unique<Impl>(std::move(memory), options, *compression, std::move(tls),
                                      std::move(*listener), std::move(stop_event));
   return std::unique_ptr<PageServer>(new PageServer(std::move(impl)));
 }

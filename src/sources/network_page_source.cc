@@ -17,6 +17,7 @@
 #include "net/socket_address.h"
 #include "net/stream.h"
 #include "net/stream_connect.h"
+#include "net/tls.h"
 #include "protocol/frames.h"
 #include "protocol/page_codec.h"
 
@@ -53,6 +54,12 @@ class NetworkPageSource::Impl {
     auto encoding = v2::parse_compression(options_.compression);
     if (!encoding) return encoding.status();
     accepted_ = v2::encoding_bit(v2::Encoding::kRaw) | v2::encoding_bit(*encoding);
+    const TlsClientOptions& t = options_.tls;
+    if (!t.ca_file.empty() || !t.cert_file.empty() || !t.key_file.empty()) {
+      auto context = net::TlsContext::client({t.cert_file, t.key_file, t.ca_file, t.server_name});
+      if (!context) return context.status();
+      tls_ = std::move(*context);
+    }
     auto connected = connect_once();
     if (!connected) return connected.status();
     image_ = std::move(connected->image);
@@ -157,8 +164,8 @@ class NetworkPageSource::Impl {
   };
 
   Result<Connected> connect_once() {
-    auto stream = net::connect_stream(address_, options_.tls, options_.allow_plain_tcp,
-                                      options_.connect_timeout);
+    auto stream = net::connect_stream(address_, tls_.get(), options_.tls.server_name,
+                                      options_.allow_plain_tcp, options_.connect_timeout);
     if (!stream) return stream.status();
     std::shared_ptr<net::Stream> s = std::move(*stream);
     v2::Hello hello;
@@ -524,6 +531,7 @@ class NetworkPageSource::Impl {
   const net::SocketAddress address_;
   const NetworkSourceOptions options_;
   uint32_t accepted_ = 0;
+  std::shared_ptr<net::TlsContext> tls_;  // null: plain
   RemoteImage image_;
   uint64_t pages_ = 0;
   std::vector<std::byte> push_buffer_;  // the reader's
