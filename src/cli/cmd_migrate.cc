@@ -119,9 +119,9 @@ void migrate(const MigrateArgs& a) {
   auto server = PageServer::start(options, std::move(memory));
   if (!server.is_ok()) fail(cmd, server.status().to_string());
   if (!a.json) {
-    fmt::print("guest paused at progress {}; serving its memory on {} ({} compression)\n",
+    fmt::print("guest paused at progress {}; serving its memory on {} ({})\n",
                m.last_progress() ? m.last_progress()->index : 0, (*server)->address(),
-               a.compression);
+               a.compression == "none" ? "uncompressed" : a.compression + " compression");
     std::fflush(stdout);
   }
 

@@ -136,8 +136,14 @@ class NetworkPageSource::Impl {
     }
     if (!stream) return {ErrorCode::kUnavailable, fmt::format("{}: not connected", describe())};
     std::lock_guard write_lock(write_mu_);
-    return stream->write_full(v2::encode_empty(v2::FrameType::kComplete),
-                              net::deadline_after(kWriteTimeout));
+    Status sent = stream->write_full(v2::encode_empty(v2::FrameType::kComplete),
+                                     net::deadline_after(kWriteTimeout));
+    if (sent.is_ok()) {
+      // The server may now go away; that is no reason to reconnect.
+      std::lock_guard lock(mu_);
+      completed_ = true;
+    }
+    return sent;
   }
 
   NetworkSourceStats stats() const {
@@ -308,6 +314,13 @@ class NetworkPageSource::Impl {
       if (s.is_ok()) continue;
       std::lock_guard lock(mu_);
       if (stopping_) return;
+      if (completed_) {
+        log().debug("{}: the server closed after COMPLETE", describe());
+        failed_ = Status(ErrorCode::kUnavailable, describe() + ": the migration is complete");
+        fail_waiting(failed_);
+        stream_.reset();
+        return;
+      }
       log().warn("{}: connection lost: {}; reconnecting", describe(), s.to_string());
       stream->shutdown();
       stream_.reset();
@@ -546,6 +559,7 @@ class NetworkPageSource::Impl {
   int target_users_ = 0;  // hand-overs to target_ in progress
   Status failed_;  // not OK while reconnecting has failed for too long
   bool stopping_ = false;
+  bool completed_ = false;  // COMPLETE sent: the server may go away
   NetworkSourceStats stats_;
 
   std::mutex write_mu_;  // one frame at a time on the connection
