@@ -173,6 +173,10 @@ void migrate(const MigrateArgs& a) {
     j["zero_bytes"] = s.zero_bytes;
     j["sessions"] = s.v2_sessions;
     j["ms_after_pause"] = ms;
+    // steady_clock is CLOCK_MONOTONIC: comparable with the destination's figures.
+    j["paused_at_ns"] = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            paused.time_since_epoch())
+                            .count();
     fmt::print("{}\n", j.dump(2));
   } else {
     fmt::print(
@@ -195,6 +199,7 @@ struct ReceiveArgs {
   TlsArgs tls;
   int fault_threads = 1;
   double reconnect_s = 30;
+  double wait_s = 30;
   bool quiet = false;
   bool json = false;
 };
@@ -286,7 +291,17 @@ void receive(const ReceiveArgs& a) {
   options.network.tls = {a.tls.ca, a.tls.cert, a.tls.key, a.tls.server_name};
   options.network.reconnect_for =
       std::chrono::milliseconds(static_cast<int64_t>(a.reconnect_s * 1000));
+  // The source listens once its guest is paused: keep knocking until then.
+  const auto give_up = Clock::now() + std::chrono::duration<double>(a.wait_s);
   auto received = vm::receive_vm(options);
+  while (!received.is_ok() && Clock::now() < give_up &&
+         (received.status().code() == ErrorCode::kUnavailable ||
+          received.status().code() == ErrorCode::kIo) &&
+         (received.status().message().find("refused") != std::string::npos ||
+          received.status().message().find("No such file") != std::string::npos)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    received = vm::receive_vm(options);
+  }
   if (!received.is_ok()) fail(cmd, received.status().to_string());
   vm::RestoredVm& r = **received;
   vm::Machine& m = *r.machine;
@@ -304,6 +319,10 @@ void receive(const ReceiveArgs& a) {
     j["source"] = r.source;
     j["ram_bytes"] = r.state.ram_size;
     j["resume_ms"] = ms_since(r.started, m.first_entry());
+    j["resumed_at_ns"] = m.first_entry() ? std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                               m.first_entry()->time_since_epoch())
+                                               .count()
+                                         : 0;
     j["guest_done_ms"] = ms_since(r.started, guest_done);
     j["all_pages_ms"] = ms_since(r.started, monitor.completed_at());
     j["faults"] = ps.faults;
@@ -373,6 +392,8 @@ void add_migrate_commands(CLI::App& app, CLI::App& vm) {
       ->capture_default_str();
   rcv->add_option("--reconnect-for", r->reconnect_s,
                   "seconds to keep reconnecting when the connection drops")
+      ->capture_default_str();
+  rcv->add_option("--wait", r->wait_s, "seconds to keep trying until the source listens")
       ->capture_default_str();
   rcv->add_flag("--quiet", r->quiet, "no progress lines");
   rcv->add_flag("--json", r->json, "print the results and figures as JSON");
