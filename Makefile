@@ -20,7 +20,7 @@ FUZZ = -DCMAKE_CXX_COMPILER=clang++ -DFAULTLINE_BUILD_TESTS=OFF -DFAULTLINE_BUIL
 	-DFAULTLINE_SANITIZER=address,undefined,fuzzer-no-link
 
 .PHONY: all deps configure build test test-all test-fast test-asan test-tsan fuzz fuzz-build \
-	bench bench-qemu demo format clean
+	bench bench-qemu bench-migrate demo format clean
 
 all: build
 
@@ -80,6 +80,13 @@ BENCH_QEMU_ARGS ?=
 bench-qemu:
 	./bench/qemu_postcopy/fetch.sh
 	python3 ./bench/qemu_postcopy/run.py $(BENCH_QEMU_ARGS)
+
+# Postcopy migration of a 1 GiB guest over loopback, with and without
+# compression (MIGRATE_BENCH_ARGS="--with-qemu" adds QEMU's postcopy; run
+# `make bench-qemu` once first to fetch QEMU 10).
+MIGRATE_BENCH_ARGS ?=
+bench-migrate: build
+	$(BUILD)/bench/faultline-migrate-bench --dir $(BUILD)/migrate-bench $(MIGRATE_BENCH_ARGS)
 
 demo: build
 	$(BUILD)/faultline demo

@@ -22,7 +22,7 @@ struct PageServerOptions {
   // Protocol v2 (the v1 wire shape keeps working on the same socket):
   std::string compression = "none";  // "none", "lz4" or "zstd", for clients that accept it
   bool push = true;                  // push every page to clients that ask for it
-  uint32_t push_chunk = 256u << 10;  // bytes per pushed frame
+  uint32_t push_chunk = 128u << 10;  // bytes per pushed frame
   // TLS (v2 only): our certificate chain and key (PEM); with tls_ca, clients
   // must present a certificate signed by it (mutual authentication).
   std::string tls_cert;

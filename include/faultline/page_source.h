@@ -40,6 +40,10 @@ Result<std::unique_ptr<PageSource>> open_file_page_source(const std::string& pat
 // An in-memory image, for tests and embedders that already hold the bytes.
 std::unique_ptr<PageSource> make_memory_page_source(std::span<const std::byte> image,
                                                     uint64_t ram_start);
+// The same without a copy: `image` must outlive the source and hold still
+// (a paused VM's RAM being migrated).
+std::unique_ptr<PageSource> borrow_memory_page_source(std::span<const std::byte> image,
+                                                      uint64_t ram_start);
 
 struct SocketSourceOptions {
   // How long one request may wait for its reply before it fails (retryably).

@@ -97,7 +97,7 @@ void migrate(const MigrateArgs& a) {
   if (!state.is_ok()) fail(cmd, "capture: " + state.status().to_string());
 
   ServedMemory memory;
-  memory.source = make_memory_page_source((*ram)->bytes(), 0);
+  memory.source = borrow_memory_page_source((*ram)->bytes(), 0);
   memory.ram_start = 0;
   memory.size = *ram_size;
   memory.image_id = std::random_device{}() | (uint64_t{std::random_device{}()} << 32);
@@ -112,12 +112,16 @@ void migrate(const MigrateArgs& a) {
   options.allow_plain_tcp = a.tls.plain_tcp;
   std::mutex mu;
   bool completed = false;
+  Clock::time_point completed_at;
   options.on_complete = [&] {
     std::lock_guard lock(mu);
     completed = true;
+    completed_at = Clock::now();
   };
   auto server = PageServer::start(options, std::move(memory));
   if (!server.is_ok()) fail(cmd, server.status().to_string());
+  const double serving_ms =
+      std::chrono::duration<double, std::milli>(Clock::now() - paused).count();
   if (!a.json) {
     fmt::print("guest paused at progress {}; serving its memory on {} ({})\n",
                m.last_progress() ? m.last_progress()->index : 0, (*server)->address(),
@@ -160,7 +164,9 @@ void migrate(const MigrateArgs& a) {
     last_at = Clock::now();
   }
   const PageServerStats s = (*server)->stats();
-  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - paused).count();
+  const double ms = std::chrono::duration<double, std::milli>(
+                        (completed ? completed_at : Clock::now()) - paused)
+                        .count();
   (*server)->stop();
   if (a.json) {
     nlohmann::ordered_json j;
@@ -173,6 +179,7 @@ void migrate(const MigrateArgs& a) {
     j["zero_bytes"] = s.zero_bytes;
     j["sessions"] = s.v2_sessions;
     j["ms_after_pause"] = ms;
+    j["serving_after_pause_ms"] = serving_ms;
     // steady_clock is CLOCK_MONOTONIC: comparable with the destination's figures.
     j["paused_at_ns"] = std::chrono::duration_cast<std::chrono::nanoseconds>(
                             paused.time_since_epoch())

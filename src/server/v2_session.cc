@@ -211,7 +211,7 @@ class Session {
           if (done_) return;
           if (!queue_.empty()) break;
           if (pushing_ && push_armed_ && sent_count_ < pages_) {
-            if (stream_.unsent_bytes() < image_.push_queue_limit) break;
+            if (stream_.unsent_bytes() < push_wire_limit()) break;
             cv_.wait_for(lock, kPushPause);
             continue;
           }
@@ -263,6 +263,15 @@ class Session {
     }
   }
 
+  // Compressed push data costs the client more to take in than its size on
+  // the wire: queue at most push_queue_limit bytes of guest memory, so a
+  // demand reply never waits behind much of it. Called with mu_ held.
+  size_t push_wire_limit() const {
+    if (push_raw_bytes_ == 0) return image_.push_queue_limit;
+    const double ratio = static_cast<double>(push_wire_bytes_) / static_cast<double>(push_raw_bytes_);
+    return std::max<size_t>(4096, static_cast<size_t>(static_cast<double>(image_.push_queue_limit) * ratio));
+  }
+
   uint64_t next_unsent() {
     for (uint64_t i = 0; i < pages_; ++i) {
       const uint64_t page = (cursor_ + i) % pages_;
@@ -306,6 +315,12 @@ class Session {
     return send_frame(encoder.encode(request.id, request.ipa, dest, *kind == PageKind::kZero));
   }
 
+  void note_pushed(uint64_t raw, uint64_t wire) {
+    std::lock_guard lock(mu_);
+    push_raw_bytes_ += raw;
+    push_wire_bytes_ += wire + v2::kFrameHeaderSize + v2::kDataPrefixSize;
+  }
+
   // Sends runs of zero and non-zero pages as their own frames.
   Status send_push(uint64_t first_page, uint64_t pages, v2::PayloadEncoder& encoder,
                    std::vector<std::byte>& buffer) {
@@ -322,7 +337,10 @@ class Session {
       return Status::ok();
     }
     counters_.pushed_bytes += range.size();
-    if (*kind == PageKind::kZero) return send_frame(encoder.encode(0, ipa, range, true));
+    if (*kind == PageKind::kZero) {
+      note_pushed(range.size(), 0);
+      return send_frame(encoder.encode(0, ipa, range, true));
+    }
     uint64_t run_start = 0;
     while (run_start < pages) {
       const bool zero = is_all_zero(range.subspan(run_start * page_size, page_size));
@@ -332,9 +350,9 @@ class Session {
         ++run_end;
       }
       auto run = range.subspan(run_start * page_size, (run_end - run_start) * page_size);
-      if (Status s = send_frame(encoder.encode(0, ipa + run_start * page_size, run, zero)); !s) {
-        return s;
-      }
+      const auto encoded = encoder.encode(0, ipa + run_start * page_size, run, zero);
+      if (Status s = send_frame(encoded); !s) return s;
+      note_pushed(run.size(), encoded.payload.size());
       run_start = run_end;
     }
     return Status::ok();
@@ -357,6 +375,8 @@ class Session {
   bool push_armed_ = false;      // guarded by mu_: the client has said what it holds
   bool push_done_sent_ = false;  // guarded by mu_
   bool done_ = false;            // guarded by mu_
+  uint64_t push_raw_bytes_ = 0;   // guarded by mu_: guest bytes pushed
+  uint64_t push_wire_bytes_ = 0;  // guarded by mu_: what they took on the wire
   Status write_error_;           // written by the writer before done_, read after join
 };
 

@@ -27,8 +27,8 @@ struct ServedImage {
   std::vector<std::byte> state;                      // sent in WELCOME
   v2::Encoding compression = v2::Encoding::kRaw;    // used when the client accepts it
   bool push = true;                                  // push when a client asks
-  uint32_t push_chunk = 256u << 10;                  // bytes per pushed DATA frame
-  size_t push_queue_limit = 512u << 10;              // unsent socket bytes before push waits
+  uint32_t push_chunk = 128u << 10;                  // bytes per pushed DATA frame
+  size_t push_queue_limit = 256u << 10;              // guest bytes in flight before push waits
 };
 
 struct V2Counters {

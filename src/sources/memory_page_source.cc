@@ -12,8 +12,16 @@ namespace {
 
 class MemoryPageSource final : public PageSource {
  public:
-  MemoryPageSource(std::span<const std::byte> image, uint64_t ram_start)
-      : image_(image.begin(), image.end()), ram_start_(ram_start) {}
+  // Copies `image` unless `borrow`: then the caller keeps it alive and unchanged.
+  MemoryPageSource(std::span<const std::byte> image, uint64_t ram_start, bool borrow)
+      : ram_start_(ram_start) {
+    if (borrow) {
+      image_ = image;
+    } else {
+      owned_.assign(image.begin(), image.end());
+      image_ = owned_;
+    }
+  }
 
   Result<PageKind> fetch(uint64_t ipa, std::span<std::byte> dest) override {
     const uint64_t length = dest.size();
@@ -32,7 +40,8 @@ class MemoryPageSource final : public PageSource {
   }
 
  private:
-  std::vector<std::byte> image_;
+  std::vector<std::byte> owned_;
+  std::span<const std::byte> image_;
   uint64_t ram_start_;
 };
 
@@ -40,7 +49,12 @@ class MemoryPageSource final : public PageSource {
 
 std::unique_ptr<PageSource> make_memory_page_source(std::span<const std::byte> image,
                                                     uint64_t ram_start) {
-  return std::make_unique<MemoryPageSource>(image, ram_start);
+  return std::make_unique<MemoryPageSource>(image, ram_start, false);
+}
+
+std::unique_ptr<PageSource> borrow_memory_page_source(std::span<const std::byte> image,
+                                                      uint64_t ram_start) {
+  return std::make_unique<MemoryPageSource>(image, ram_start, true);
 }
 
 }  // namespace faultline
