@@ -164,10 +164,11 @@ void migrate(const MigrateArgs& a) {
     last_at = Clock::now();
   }
   const PageServerStats s = (*server)->stats();
+  (*server)->stop();  // no more on_complete calls after this
   const double ms = std::chrono::duration<double, std::milli>(
                         (completed ? completed_at : Clock::now()) - paused)
                         .count();
-  (*server)->stop();
+  
   if (a.json) {
     nlohmann::ordered_json j;
     j["completed"] = completed;
