@@ -132,7 +132,9 @@ TEST_P(FaultServerSocketTest, PageServerRestartingWithinTheRetryDeadlineLosesNot
   // The faulting thread waits (it is not failed) while the server is down.
   while (pager_->stats().source_retries == 0) std::this_thread::sleep_for(1ms);
   EXPECT_FALSE(read_done.load());
-  auto restarted = PageServer::start({address, served_.mem_file, ServedImage::kRamStart});
+  PageServerOptions again{address, served_.mem_file, ServedImage::kRamStart};
+  again.allow_plain_tcp = true;  // loopback, in a test
+  auto restarted = PageServer::start(again);
   ASSERT_TRUE(restarted.is_ok()) << restarted.status().to_string();
   vcpu.join();
   EXPECT_TRUE(read_done.load());

@@ -83,6 +83,7 @@ struct FaultServerStats {
   uint64_t copies = 0;                 // UFFDIO_COPY calls that installed bytes
   uint64_t zero_installs = 0;          // UFFDIO_ZEROPAGE calls
   uint64_t already_present = 0;        // EEXIST: someone installed the page first
+  uint64_t woken_present = 0;          // faults on pages installed meanwhile: woken, not fetched
   uint64_t retried_installs = 0;       // EAGAIN: install retried
   uint64_t poisoned = 0;               // pages poisoned after a source failure
   uint64_t failed_faults = 0;          // faults given up on

@@ -62,6 +62,7 @@ struct NetworkSourceStats {
   uint64_t corrupt = 0;          // ranges whose checksum failed (fetched again)
   uint64_t reconnects = 0;       // connections re-established after a drop
   uint64_t late_replies = 0;     // replies to requests answered already
+  uint64_t resent = 0;           // requests sent again after a second without a reply
   bool push_done = false;        // the server has pushed every page we lacked
 };
 

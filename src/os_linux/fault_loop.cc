@@ -157,7 +157,7 @@ Served FaultServer::Impl::serve_fault_at(uint64_t address, ThreadState& t) {
   if (m->resident.test(page)) {
     // Installed since the fault was raised (pushed, or by another thread):
     // never fetched twice; the install woke the faulting thread, but be sure.
-    already_present_.fetch_add(1, std::memory_order_relaxed);
+    woken_present_.fetch_add(1, std::memory_order_relaxed);
     linux_uffd::wake(uffd_.get(), host_page, page_size);
     return Served::kDone;
   }

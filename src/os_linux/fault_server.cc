@@ -193,6 +193,7 @@ FaultServerStats FaultServer::Impl::stats() const {
   s.forks = forks_.load(std::memory_order_relaxed);
   s.filled_pages = filled_pages_.load(std::memory_order_relaxed);
   s.pushed_pages = pushed_pages_.load(std::memory_order_relaxed);
+  s.woken_present = woken_present_.load(std::memory_order_relaxed);
   s.fully_resident_ns = fully_resident_ns_.load(std::memory_order_relaxed);
   return s;
 }

@@ -116,6 +116,7 @@ class FaultServer::Impl {
   std::atomic<uint64_t> copies_{0};
   std::atomic<uint64_t> zero_installs_{0};
   std::atomic<uint64_t> already_present_{0};
+  std::atomic<uint64_t> woken_present_{0};
   std::atomic<uint64_t> retried_installs_{0};
   std::atomic<uint64_t> poisoned_{0};
   std::atomic<uint64_t> failed_faults_{0};

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <lz4.h>
+#include <xxhash.h>
 #include <zstd.h>
 
 #include <algorithm>
@@ -102,12 +103,20 @@ uint32_t max_body_length(FrameType type) {
   return 0;
 }
 
+// Guards the type and length: a corrupted length would otherwise make a
+// reader wait for bytes that never come, or read a payload as a header.
+uint16_t header_check(uint8_t type, uint32_t body_length) {
+  const uint64_t packed = (uint64_t{type} << 32) | body_length;
+  return static_cast<uint16_t>(XXH3_64bits(&packed, sizeof packed) & 0xffff);
+}
+
 FrameHeaderBytes encode_frame_header(const FrameHeader& header) {
   FrameHeaderBytes out{};
   Writer w(out);
-  w.put(static_cast<uint8_t>(header.type));
+  const auto type = static_cast<uint8_t>(header.type);
+  w.put(type);
   w.put(uint8_t{0});
-  w.put(uint16_t{0});
+  w.put(header_check(type, header.body_length));
   w.put(header.body_length);
   return out;
 }
@@ -115,16 +124,21 @@ FrameHeaderBytes encode_frame_header(const FrameHeader& header) {
 Result<FrameHeader> decode_frame_header(std::span<const std::byte, kFrameHeaderSize> bytes) {
   Reader r(bytes);
   const auto type = r.get<uint8_t>();
-  const auto reserved1 = r.get<uint8_t>();
-  const auto reserved2 = r.get<uint16_t>();
+  const auto reserved = r.get<uint8_t>();
+  const auto check = r.get<uint16_t>();
   const auto length = r.get<uint32_t>();
   if (type < static_cast<uint8_t>(FrameType::kHello) ||
       type > static_cast<uint8_t>(FrameType::kComplete)) {
     return Status(ErrorCode::kProtocol, fmt::format("unknown frame type {}", type));
   }
-  if (reserved1 != 0 || reserved2 != 0) {
+  if (reserved != 0) {
     return Status(ErrorCode::kProtocol,
-                  fmt::format("frame type {}: reserved header bytes are not zero", type));
+                  fmt::format("frame type {}: reserved header byte is not zero", type));
+  }
+  if (check != header_check(type, length)) {
+    return Status(ErrorCode::kProtocol,
+                  fmt::format("frame header check failed (type {}, length {}): corrupted", type,
+                              length));
   }
   const FrameHeader header{static_cast<FrameType>(type), length};
   if (length > max_body_length(header.type)) {

@@ -3,7 +3,9 @@
 //
 // A v2 client opens with the 8 bytes "FLTLINE2" (a v1 request can never start
 // so: as a v1 ipa it is not page-aligned), then both sides exchange frames:
-//   header  <u8 type><u8 0><u16 0><u32 body_length>
+//   header  <u8 type><u8 0><u16 check><u32 body_length>, check = the low 16 bits
+//           of XXH3 over (type << 32 | body_length), so a corrupted length is
+//           caught before anyone waits for bytes that never come
 //   body    body_length bytes, laid out per type (below)
 //
 //   HELLO    c->s  <u16 version><u16 0><u32 accepted_encodings (bit per Encoding)>
@@ -68,7 +70,7 @@ struct FrameHeader {
 using FrameHeaderBytes = std::array<std::byte, kFrameHeaderSize>;
 
 FrameHeaderBytes encode_frame_header(const FrameHeader& header);
-// Rejects unknown types, non-zero reserved bytes and bodies longer than the
+// Rejects unknown types, a failed check, a non-zero reserved byte and bodies longer than the
 // type allows (the bound a reader must enforce before allocating).
 Result<FrameHeader> decode_frame_header(std::span<const std::byte, kFrameHeaderSize> bytes);
 // The largest body a frame of this type may have.

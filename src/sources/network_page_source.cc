@@ -30,6 +30,8 @@ constexpr std::chrono::seconds kBodyTimeout{30};
 constexpr std::chrono::seconds kWriteTimeout{10};
 constexpr std::chrono::milliseconds kFirstBackoff{20};
 constexpr std::chrono::milliseconds kMaxBackoff{1000};
+// A request unanswered this long is sent again (the reply may have been lost).
+constexpr std::chrono::milliseconds kResendAfter{1000};
 // Internal requests re-fetch pushed ranges that arrived corrupt.
 constexpr uint64_t kRepairBit = uint64_t{1} << 63;
 
@@ -243,15 +245,30 @@ class NetworkPageSource::Impl {
     // A failed send is the reader's business: it reconnects and sends again.
     if (stream) send_request(*stream, request);
     lock.lock();
-    // A reply may wait out a reconnection, but never forever.
+    // A reply may wait out a reconnection, but never forever; a request or
+    // reply lost on the way (a corrupted id) is asked for again.
     const auto deadline = std::chrono::steady_clock::now() + options_.reconnect_for +
                           options_.connect_timeout + kBodyTimeout;
-    if (!slot->cv.wait_until(lock, deadline,
-                             [&] { return slot->state != SlotState::kWaiting || stopping_; })) {
-      slot->state = SlotState::kFailed;
-      slot->error = Status(ErrorCode::kTimeout,
-                           fmt::format("{}: no reply for [{:#x}, +{:#x}) in time", describe(), ipa,
-                                       dest.size()));
+    for (;;) {
+      const auto resend_at = std::min(deadline, std::chrono::steady_clock::now() + kResendAfter);
+      if (slot->cv.wait_until(lock, resend_at,
+                              [&] { return slot->state != SlotState::kWaiting || stopping_; })) {
+        break;
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        slot->state = SlotState::kFailed;
+        slot->error = Status(ErrorCode::kTimeout,
+                             fmt::format("{}: no reply for [{:#x}, +{:#x}) in time", describe(),
+                                         ipa, dest.size()));
+        break;
+      }
+      std::shared_ptr<net::Stream> now = stream_;
+      if (!now || slot->filling) continue;
+      ++stats_.requests;
+      ++stats_.resent;
+      lock.unlock();
+      send_request(*now, request);
+      lock.lock();
     }
     Result<PageKind> result = slot->state == SlotState::kDone ? Result<PageKind>(slot->kind)
                               : slot->state == SlotState::kFailed
