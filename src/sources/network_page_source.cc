@@ -137,13 +137,18 @@ class NetworkPageSource::Impl {
       stream = stream_;
     }
     if (!stream) return {ErrorCode::kUnavailable, fmt::format("{}: not connected", describe())};
+    {
+      // The server may go away as soon as it reads COMPLETE: that is no
+      // reason to reconnect, so say so before sending it.
+      std::lock_guard lock(mu_);
+      completed_ = true;
+    }
     std::lock_guard write_lock(write_mu_);
     Status sent = stream->write_full(v2::encode_empty(v2::FrameType::kComplete),
                                      net::deadline_after(kWriteTimeout));
-    if (sent.is_ok()) {
-      // The server may now go away; that is no reason to reconnect.
+    if (!sent.is_ok()) {
       std::lock_guard lock(mu_);
-      completed_ = true;
+      completed_ = false;
     }
     return sent;
   }
