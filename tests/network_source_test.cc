@@ -70,6 +70,36 @@ class NetworkSourceTest : public ::testing::TestWithParam<Transport> {
     }
   }
 
+  // Guest memory served by a fault server whose pages come from a pushing source.
+  struct PushedGuest {
+    std::unique_ptr<testing::GuestMemory> memory;
+    NetworkPageSource* source = nullptr;  // owned by the pager
+    std::unique_ptr<FaultServer> server;
+    ~PushedGuest() {
+      if (source != nullptr) source->stop_push();  // before the server goes
+    }
+  };
+
+  void StartPushedGuest(const std::string& address, PushedGuest& guest) {
+    NetworkSourceOptions options = plain_options();
+    options.push = true;
+    auto connected = Connect(address, options);
+    ASSERT_TRUE(connected);
+    NetworkPageSource* source = connected.get();
+    guest.memory = std::make_unique<testing::GuestMemory>(served_.pages() * kPage);
+    auto pager = Pager::create(std::move(connected));
+    ASSERT_TRUE(pager->register_region(ServedImage::kRamStart, guest.memory->size()).is_ok());
+    auto server = FaultServer::create(pager);
+    ASSERT_TRUE(server.is_ok()) << server.status().to_string();
+    guest.server = std::move(*server);
+    guest.source = source;
+    ASSERT_TRUE(guest.server
+                    ->map({ServedImage::kRamStart, guest.memory->data(), guest.memory->size(), kPage})
+                    .is_ok());
+    ASSERT_TRUE(guest.server->start().is_ok());
+    ASSERT_TRUE(source->start_push(guest.server.get()).is_ok());
+  }
+
   // Many threads, random ranges, every byte checked.
   void FetchRandomly(NetworkPageSource& source, int threads, int per_thread) {
     std::vector<std::thread> workers;
@@ -335,19 +365,11 @@ TEST_P(NetworkSourceTest, PushMakesEverythingResidentWhileFaultsAreServed) {
   PageServerOptions server_options;
   server_options.push_chunk = 64 << 10;
   Serve(8192, server_options);  // 32 MiB
-  NetworkSourceOptions options = plain_options();
-  options.push = true;
-  auto connected = Connect(served_.server->address(), options);
-  ASSERT_TRUE(connected);
-  NetworkPageSource* source = connected.get();
-  testing::GuestMemory memory(served_.pages() * kPage);
-  auto pager = Pager::create(std::move(connected));
-  ASSERT_TRUE(pager->register_region(ServedImage::kRamStart, memory.size()).is_ok());
-  auto server = FaultServer::create(pager);
-  ASSERT_TRUE(server.is_ok()) << server.status().to_string();
-  ASSERT_TRUE((*server)->map({ServedImage::kRamStart, memory.data(), memory.size(), kPage}).is_ok());
-  ASSERT_TRUE((*server)->start().is_ok());
-  ASSERT_TRUE(source->start_push(server->get()).is_ok());
+  PushedGuest guest;
+  ASSERT_NO_FATAL_FAILURE(StartPushedGuest(served_.server->address(), guest));
+  NetworkPageSource* source = guest.source;
+  testing::GuestMemory& memory = *guest.memory;
+  auto& server = guest.server;
 
   std::vector<std::thread> vcpus;
   for (int t = 0; t < 4; ++t) {
@@ -363,13 +385,13 @@ TEST_P(NetworkSourceTest, PushMakesEverythingResidentWhileFaultsAreServed) {
   }
   for (auto& v : vcpus) v.join();
   const auto deadline = std::chrono::steady_clock::now() + 60s;
-  while (!(*server)->everything_resident() && std::chrono::steady_clock::now() < deadline) {
+  while (!server->everything_resident() && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(10ms);
   }
-  ASSERT_TRUE((*server)->everything_resident());
+  ASSERT_TRUE(server->everything_resident());
   ASSERT_TRUE(std::equal(served_.image.begin(), served_.image.end(), memory.data()));
   ASSERT_TRUE(source->complete().is_ok());
-  const auto stats = (*server)->stats();
+  const auto stats = server->stats();
   EXPECT_GT(stats.pushed_pages, 0u);
   EXPECT_GT(stats.fully_resident_ns, 0u);
   // Every page arrived once by push or by demand; demand asked only for what
@@ -381,9 +403,8 @@ TEST_P(NetworkSourceTest, PushMakesEverythingResidentWhileFaultsAreServed) {
     std::this_thread::sleep_for(5ms);
   }
   EXPECT_EQ(served_.server->stats().completes, 1u);
-  source->stop_push();
-  (*server)->request_shutdown();
-  EXPECT_TRUE((*server)->wait().is_ok());
+  server->request_shutdown();
+  EXPECT_TRUE(server->wait().is_ok());
 }
 
 TEST_P(NetworkSourceTest, PushSurvivesCutsAndResumesWhereItWas) {
@@ -392,31 +413,22 @@ TEST_P(NetworkSourceTest, PushSurvivesCutsAndResumesWhereItWas) {
                                  served_.server->address());
   ASSERT_TRUE(proxy.is_ok()) << proxy.status().to_string();
   (*proxy)->cut_after(Direction::kToClient, 9'000'000, 2);
-  NetworkSourceOptions options = plain_options();
-  options.push = true;
-  auto connected = Connect((*proxy)->address(), options);
-  ASSERT_TRUE(connected);
-  NetworkPageSource* source = connected.get();
-  testing::GuestMemory memory(served_.pages() * kPage);
-  auto pager = Pager::create(std::move(connected));
-  ASSERT_TRUE(pager->register_region(ServedImage::kRamStart, memory.size()).is_ok());
-  auto server = FaultServer::create(pager);
-  ASSERT_TRUE(server.is_ok()) << server.status().to_string();
-  ASSERT_TRUE((*server)->map({ServedImage::kRamStart, memory.data(), memory.size(), kPage}).is_ok());
-  ASSERT_TRUE((*server)->start().is_ok());
-  ASSERT_TRUE(source->start_push(server->get()).is_ok());
+  PushedGuest guest;
+  ASSERT_NO_FATAL_FAILURE(StartPushedGuest((*proxy)->address(), guest));
+  NetworkPageSource* source = guest.source;
+  testing::GuestMemory& memory = *guest.memory;
+  auto& server = guest.server;
   const auto deadline = std::chrono::steady_clock::now() + 60s;
-  while (!(*server)->everything_resident() && std::chrono::steady_clock::now() < deadline) {
+  while (!server->everything_resident() && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(10ms);
   }
-  ASSERT_TRUE((*server)->everything_resident());
+  ASSERT_TRUE(server->everything_resident());
   ASSERT_TRUE(std::equal(served_.image.begin(), served_.image.end(), memory.data()));
   EXPECT_GE(source->stats().reconnects, 2u);
   // After a reconnection the server skips what the client said it holds.
   EXPECT_LT(source->stats().pushed_bytes, 2 * served_.image.size());
-  source->stop_push();
-  (*server)->request_shutdown();
-  EXPECT_TRUE((*server)->wait().is_ok());
+  server->request_shutdown();
+  EXPECT_TRUE(server->wait().is_ok());
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, NetworkSourceTest,

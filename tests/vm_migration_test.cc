@@ -27,6 +27,7 @@
 #include "support/test_certs.h"
 #include "net/socket_address.h"
 #include "support/temp_dir.h"
+#include "support/vm_cli.h"
 #include "vm/crc32.h"
 #include "vm/probe.h"
 #include "vm/workload.h"
@@ -37,119 +38,6 @@ namespace faultline::vm {
 namespace {
 
 using testing::TempDir;
-
-constexpr uint64_t kRam = 32ull << 20;
-constexpr uint64_t kPages = (kRam - (1 << 20)) / 4096;
-constexpr uint64_t kSeed = 7;
-constexpr uint64_t kWordsPerPage = 2;
-// 4 MiB between reports: 7 per pass, 21 in all; report 10 is mid-way through pass 2.
-const std::vector<std::string> kWorkload = {
-    "--ram", "32M", "--seed", "7", "--progress-every", "4M", "--words-per-page", "2"};
-constexpr uint64_t kMidWay = 10;
-
-#define SKIP_WITHOUT_KVM()                                                          \
-  do {                                                                              \
-    static const Status usable = probe_kvm();                                       \
-    if (!usable.is_ok()) {                                                          \
-      GTEST_SKIP() << "KVM cannot run the test guest here: " << usable.to_string(); \
-    }                                                                               \
-  } while (0)
-
-// What guest/workload.S computes, computed here instead.
-uint64_t model_checksum(uint64_t pages, uint64_t seed, uint64_t words) {
-  constexpr uint64_t kMul = 0x9FB21C651E98DF25ull;
-  auto page_words = [&](uint64_t page) {
-    std::vector<uint64_t> out;
-    uint64_t state = page * 0xD6E8FEB86659FD93ull ^ seed;
-    for (uint64_t i = 0; i < words; ++i) {
-      state += 0x9E3779B97F4A7C15ull;
-      out.push_back((state ^ (state >> 31)) * kMul);
-    }
-    return out;
-  };
-  uint64_t sum = 0;
-  std::vector<uint64_t> stamps(pages);
-  const uint64_t stride = walk_stride(pages);
-  for (uint64_t k = 0, page = 0; k < pages; ++k) {
-    for (uint64_t w : page_words(page)) sum = (std::rotl(sum, 5) ^ w) * kMul;
-    stamps[page] = sum;
-    page = (page + stride) % pages;
-  }
-  for (uint64_t stamp : stamps) sum = (std::rotl(sum, 9) ^ stamp) * kMul;
-  return sum;
-}
-
-std::string hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof(buf), "0x%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-[[maybe_unused]] std::vector<std::byte> read_bytes(const std::string& path) {
-  const std::string text = read_text(path);
-  const auto* p = reinterpret_cast<const std::byte*>(text.data());
-  return {p, p + text.size()};
-}
-
-struct Cli {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-  nlohmann::json json() const { return nlohmann::json::parse(out, nullptr, false); }
-};
-
-class CliProcess {
- public:
-  CliProcess(const TempDir& dir, std::vector<std::string> args) {
-    static int n = 0;
-    out_ = dir.file("cli-" + std::to_string(++n) + ".out");
-    err_ = out_ + ".err";
-    args.insert(args.begin(), FAULTLINE_CLI);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    EXPECT_EQ(::posix_spawn(&pid_, FAULTLINE_CLI, &actions, nullptr, argv.data(), environ), 0);
-    posix_spawn_file_actions_destroy(&actions);
-  }
-  pid_t pid() const { return pid_; }
-  std::string out_so_far() const { return read_text(out_); }
-  Cli wait() {
-    int status = 0;
-    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
-    Cli r;
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    r.out = read_text(out_);
-    r.err = read_text(err_);
-    return r;
-  }
-
- private:
-  pid_t pid_ = -1;
-  std::string out_, err_;
-};
-
-Cli faultline(const TempDir& dir, std::vector<std::string> args) {
-  return CliProcess(dir, std::move(args)).wait();
-}
-
-std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
 
 void expect_uninterrupted_result(const Cli& received) {
   ASSERT_EQ(received.exit_code, 0) << received.err;
