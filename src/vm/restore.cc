@@ -48,6 +48,14 @@ Status copy_everything(RestoredVm& vm, PageSource& source) {
   return Status::ok();
 }
 
+// The vCPU, from the state, over guest RAM that is ready to be touched.
+Status resume_machine(RestoredVm& vm) {
+  auto machine = Machine::create(vm.ram->bytes());
+  if (!machine.is_ok()) return machine.status();
+  vm.machine = std::move(machine).value();
+  return vm.machine->restore(vm.state);
+}
+
 }  // namespace
 
 RestoredVm::~RestoredVm() {
@@ -84,10 +92,7 @@ Result<std::unique_ptr<RestoredVm>> restore_vm(const RestoreOptions& o) {
   if (!s.is_ok()) return s;
   vm->memory_ready = Clock::now();
 
-  auto machine = Machine::create(vm->ram->bytes());
-  if (!machine.is_ok()) return machine.status();
-  vm->machine = std::move(machine).value();
-  if (Status r = vm->machine->restore(vm->state); !r.is_ok()) return r;
+  if (Status s = resume_machine(*vm); !s.is_ok()) return s;
   return vm;
 }
 
@@ -120,10 +125,7 @@ Result<std::unique_ptr<RestoredVm>> receive_vm(const ReceiveOptions& o) {
   }
   if (Status s = vm->network->start_push(vm->server.get()); !s.is_ok()) return s;
   vm->memory_ready = Clock::now();
-  auto machine = Machine::create(vm->ram->bytes());
-  if (!machine.is_ok()) return machine.status();
-  vm->machine = std::move(machine).value();
-  if (Status r = vm->machine->restore(vm->state); !r.is_ok()) return r;
+  if (Status s = resume_machine(*vm); !s.is_ok()) return s;
   return vm;
 }
 
