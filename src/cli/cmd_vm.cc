@@ -13,6 +13,7 @@
 
 #include "cli/commands.h"
 #include "cli/size_option.h"
+#include "cli/tls_args.h"
 #include "cli/vm_output.h"
 #include "core/log.h"
 #include "faultline/unique_fd.h"
@@ -143,6 +144,8 @@ struct RestoreArgs {
   bool lazy = false;
   int fault_threads = 1;
   bool no_fill = false;
+  std::string compression = "none";
+  TlsArgs tls;
   bool quiet = false;
   bool json = false;
 };
@@ -156,6 +159,9 @@ void restore_vm(const RestoreArgs& a) {
   options.lazy = !a.eager;
   options.fault_threads = a.fault_threads;
   options.background_fill = !a.no_fill;
+  options.network.compression = a.compression;
+  options.network.allow_plain_tcp = a.tls.plain_tcp;
+  options.network.tls = {a.tls.ca, a.tls.cert, a.tls.key, a.tls.server_name};
   auto restored = vm::restore_vm(options);
   if (!restored.is_ok()) fail("restore", restored.status().to_string());
   vm::RestoredVm& r = **restored;
@@ -182,7 +188,7 @@ void restore_vm(const RestoreArgs& a) {
     j["total_ms"] = ms_since(r.started, done);
     j["faults"] = ps.faults;
     j["fault_around_pages"] = ps.fault_around_pages;
-    j["background_pages"] = fs.filled_pages;
+    j["background_pages"] = fs.filled_pages + fs.pushed_pages;
     j["fully_resident_ms"] = static_cast<double>(fs.fully_resident_ns) / 1e6;
     j["prewarmed"] = ps.prewarmed;
     j["zero_pages"] = fs.zero_installs;
@@ -248,7 +254,7 @@ void add_vm_command(CLI::App& app) {
   restore_cmd->add_option("--state", restore->state, "the snapshot's state file")->required();
   auto* mem = restore_cmd->add_option("--mem", restore->mem, "page source: the memory file");
   auto* server = restore_cmd->add_option("--page-server", restore->page_server,
-                                         "page source: a serve-pages address (unix:, tcp:)");
+                                         "page source: a serve-pages address (unix:, tcp:; v2, pushed)");
   mem->excludes(server);
   restore_cmd->add_flag("--lazy", restore->lazy, "serve pages on first touch (default)");
   restore_cmd->add_flag("--eager", restore->eager, "copy every page before resuming");
@@ -256,6 +262,10 @@ void add_vm_command(CLI::App& app) {
       ->capture_default_str();
   restore_cmd->add_flag("--no-background-fill", restore->no_fill,
                         "lazy: install only what the guest touches");
+  restore_cmd->add_option("--compression", restore->compression,
+                          "--page-server: accept none, lz4 or zstd")
+      ->capture_default_str();
+  restore->tls.add_to(restore_cmd, false);
   restore_cmd->add_flag("--quiet", restore->quiet, "no progress lines");
   restore_cmd->add_flag("--json", restore->json, "print the results and figures as JSON");
   restore_cmd->callback([restore] { restore_vm(*restore); });

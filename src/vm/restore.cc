@@ -11,7 +11,13 @@ Result<std::unique_ptr<PageSource>> open_source(const RestoreOptions& o) {
   if (!o.mem_file.empty() && !o.page_server.empty()) {
     return invalid_argument("give a memory file or a page server, not both");
   }
-  if (!o.page_server.empty()) return connect_socket_page_source(o.page_server);
+  if (!o.page_server.empty()) {
+    NetworkSourceOptions network = o.network;
+    network.push = o.lazy && o.background_fill;  // the server's push is the background fill
+    auto source = NetworkPageSource::connect(o.page_server, network);
+    if (!source.is_ok()) return source.status();
+    return std::unique_ptr<PageSource>(std::move(source).value());
+  }
   if (o.mem_file.empty()) return invalid_argument("no memory file and no page server given");
   return open_file_page_source(o.mem_file, 0);
 }
@@ -86,10 +92,16 @@ Result<std::unique_ptr<RestoredVm>> restore_vm(const RestoreOptions& o) {
   auto source = open_source(o);
   if (!source.is_ok()) return source.status();
   vm->source = (*source)->describe();
-  Status s = o.lazy
-                 ? serve_lazily(*vm, std::move(source).value(), o.fault_threads, o.background_fill)
-                 : copy_everything(*vm, **source);
+  auto* network = dynamic_cast<NetworkPageSource*>(source->get());
+  const bool pushed = network != nullptr && o.lazy && o.background_fill;
+  Status s = o.lazy ? serve_lazily(*vm, std::move(source).value(), o.fault_threads,
+                                   o.background_fill && !pushed)
+                    : copy_everything(*vm, **source);
   if (!s.is_ok()) return s;
+  if (pushed) {
+    vm->network = network;
+    if (Status p = network->start_push(vm->server.get()); !p.is_ok()) return p;
+  }
   vm->memory_ready = Clock::now();
 
   if (Status s = resume_machine(*vm); !s.is_ok()) return s;

@@ -20,7 +20,8 @@ namespace faultline::vm {
 struct RestoreOptions {
   std::string state_file;
   std::string mem_file;     // the snapshot's memory file, or ...
-  std::string page_server;  // ... a `faultline serve-pages` serving it (ram start 0)
+  std::string page_server;  // ... a `faultline serve-pages` serving it (ram start 0), over v2
+  NetworkSourceOptions network;  // for page_server; push follows background_fill
   bool lazy = true;
   int fault_threads = 1;
   // Lazy restore: install the pages the guest has not touched in the background.
