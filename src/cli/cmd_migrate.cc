@@ -133,6 +133,7 @@ void migrate(const MigrateArgs& a) {
   uint64_t last_bytes = 0;
   auto last_at = Clock::now();
   bool connected_once = false;
+  auto last_connected = paused;
   bool signalled = false;
   for (;;) {
     {
@@ -147,7 +148,10 @@ void migrate(const MigrateArgs& a) {
     }
     const PageServerStats s = (*server)->stats();
     connected_once = connected_once || s.v2_sessions > 0;
-    if (!connected_once && Clock::now() - paused > std::chrono::duration<double>(a.wait_s)) break;
+    if (s.active > 0) last_connected = Clock::now();
+    // Nobody came, or the destination left and did not come back: give up
+    // loudly rather than wait forever (the guest stays paused here).
+    if (Clock::now() - last_connected > std::chrono::duration<double>(a.wait_s)) break;
     if (Clock::now() - last_at < std::chrono::seconds(1)) continue;
     const uint64_t bytes = s.pushed_bytes + s.demand_bytes;
     const double secs = std::chrono::duration<double>(Clock::now() - last_at).count();
@@ -195,7 +199,10 @@ void migrate(const MigrateArgs& a) {
   }
   if (!completed) {
     fail(cmd, signalled ? "stopped by a signal before the destination held every page"
-                        : fmt::format("no destination connected within {} s", a.wait_s));
+              : connected_once
+                  ? fmt::format("the destination went away and did not come back within {} s",
+                                a.wait_s)
+                  : fmt::format("no destination connected within {} s", a.wait_s));
   }
 }
 
@@ -384,7 +391,9 @@ void add_migrate_commands(CLI::App& app, CLI::App& vm) {
       ->capture_default_str();
   mig->add_option("--compression", m->compression, "none, lz4 or zstd")->capture_default_str();
   m->tls.add_to(mig, true);
-  mig->add_option("--wait", m->wait_s, "seconds to wait for a destination")->capture_default_str();
+  mig->add_option("--wait", m->wait_s,
+                  "seconds to wait for a destination to connect, or to come back")
+      ->capture_default_str();
   mig->add_flag("--quiet", m->quiet, "no progress lines");
   mig->add_flag("--json", m->json, "print the figures as JSON");
   mig->callback([m] { migrate(*m); });
