@@ -164,6 +164,25 @@ TEST(VmMigrate, OverTcpWithMutualTlsTheGuestFinishesWithTheUninterruptedResult) 
   expect_source_completed(source);
 }
 
+TEST(VmMigrate, ASourceNobodyComesForGivesUpSayingSo) {
+  SKIP_WITHOUT_KVM();
+  TempDir dir;
+  Cli source = faultline(dir, with({"migrate", "--listen", "unix:" + dir.file("m.sock"),
+                                    "--after-progress", "2", "--wait", "1"},
+                                   kWorkload));
+  EXPECT_NE(source.exit_code, 0);
+  EXPECT_NE(source.err.find("no destination connected within 1 s"), std::string::npos)
+      << source.err;
+}
+
+TEST(VmMigrate, ADestinationWhoseSourceStaysAwayFailsSayingSo) {
+  TempDir dir;
+  Cli received = faultline(dir, {"vm", "receive", "--from", "unix:" + dir.file("nobody.sock"),
+                                 "--wait", "0.2"});
+  EXPECT_NE(received.exit_code, 0);
+  EXPECT_NE(received.err.find("nobody.sock"), std::string::npos) << received.err;
+}
+
 TEST(VmMigrate, PlainTcpIsRefusedUnlessAskedFor) {
   TempDir dir;
   Cli source = faultline(dir, with({"migrate", "--listen", "tcp:127.0.0.1:0"}, kWorkload));
