@@ -237,9 +237,16 @@ TEST_P(NetworkSourceTest, GivesUpWithAClearErrorWhenTheServerStaysAway) {
 
 TEST_P(NetworkSourceTest, RefusesAServerThatSpeaksGarbage) {
   testing::RawServer garbage(testing::listen_address(GetParam(), dir_), [](int fd) {
+    // Reads the client's opening (magic + HELLO), answers junk, and stays
+    // until the client hangs up: closing with unread bytes would reset the
+    // connection and the client might see that instead of the junk.
+    std::array<std::byte, 8 + 8 + 12> opening;
+    (void)net::read_full(fd, opening, net::deadline_after(5s));
     std::array<std::byte, 64> junk;
     junk.fill(std::byte{0x42});
     (void)net::write_full(fd, junk, net::deadline_after(1s));
+    std::array<std::byte, 1> rest;
+    (void)net::read_full(fd, rest, net::deadline_after(5s));
   });
   auto source = NetworkPageSource::connect(garbage.address(), plain_options());
   ASSERT_FALSE(source.is_ok());

@@ -1,9 +1,7 @@
 #include "support/fault_proxy.h"
 
-#include <linux/sockios.h>
 #include <poll.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -24,7 +22,7 @@ constexpr std::chrono::seconds kConnectTimeout(2);
 // cut must not keep the proxy busy.
 constexpr int kMaxDiscardReads = 256;
 // How long a connection's last bytes get to reach a peer that stopped reading.
-constexpr std::chrono::milliseconds kMaxSendWait(500);
+constexpr std::chrono::milliseconds kMaxSendWait(3000);
 
 size_t index(Direction direction) {
   return direction == Direction::kToServer ? 0 : 1;
@@ -158,13 +156,6 @@ bool send_all(int fd, int cut_event, std::span<const std::byte> bytes) {
   return true;
 }
 
-bool is_tcp(int fd) {
-  int domain = 0;
-  socklen_t length = sizeof(domain);
-  return ::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0 &&
-         (domain == AF_INET || domain == AF_INET6);
-}
-
 // Reads and drops what has arrived; false once the peer has closed or reset
 // the connection.
 bool discard_unread(int fd) {
@@ -177,21 +168,15 @@ bool discard_unread(int fd) {
   return true;
 }
 
-bool all_sent(int fd) {
-  int unsent = 0;
-  return ::ioctl(fd, SIOCOUTQ, &unsent) != 0 || unsent == 0;
-}
-
-// Closing a TCP socket with unread bytes resets the connection, and the reset
-// drops the bytes not yet acknowledged: the receiver of a cut would get fewer
-// than promised. So this discards what arrives until the peer has
-// acknowledged every byte (a peer blocked sending reads only once it can
-// send), or for kMaxSendWait at most. A Unix socket's bytes are in the peer's
-// queue already.
+// Closing a socket with unread bytes resets the connection: a TCP reset drops
+// bytes the peer has not read yet, and a Unix peer reads ECONNRESET instead of
+// end-of-stream once its queue is empty. Either way the receiver of a cut
+// would not see "exactly N bytes, then end-of-stream". So this discards what
+// arrives until the peer closes its side too, or for kMaxSendWait at most.
 void discard_unread_until_sent(int fd) {
   const auto deadline = std::chrono::steady_clock::now() + kMaxSendWait;
   for (;;) {
-    if (!discard_unread(fd) || !is_tcp(fd) || all_sent(fd)) return;
+    if (!discard_unread(fd)) return;  // end-of-stream or an error: the peer is done
     if (std::chrono::steady_clock::now() >= deadline) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
