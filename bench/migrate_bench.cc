@@ -8,6 +8,7 @@
 //   pause      source pause -> the destination's first KVM_RUN (the guest's downtime)
 //   fault p50/p99  demand faults on the destination, served while the push runs
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,8 +23,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <fmt/format.h>
 
 extern char** environ;
 
@@ -91,13 +90,19 @@ Row run_faultline(const std::string& cli, const std::string& dir, const std::str
   const std::string sock = dir + "/migrate-" + compression + ".sock";
   std::filesystem::remove(sock);
   const std::vector<std::string> workload = {"--ram", ram, "--progress-every", "16M"};
-  std::vector<std::string> src = {cli, "migrate", "--json", "--listen", "unix:" + sock,
-                                  "--after-progress", std::to_string(after_progress),
-                                  "--compression", compression};
+  std::vector<std::string> src = {cli,
+                                  "migrate",
+                                  "--json",
+                                  "--listen",
+                                  "unix:" + sock,
+                                  "--after-progress",
+                                  std::to_string(after_progress),
+                                  "--compression",
+                                  compression};
   src.insert(src.end(), workload.begin(), workload.end());
   Child source = spawn(src, dir + "/source-" + compression + ".json");
-  Child dest = spawn({cli, "vm", "receive", "--json", "--wait", "120", "--compression",
-                      compression, "--from", "unix:" + sock},
+  Child dest = spawn({cli, "vm", "receive", "--json", "--wait", "120", "--compression", compression,
+                      "--from", "unix:" + sock},
                      dir + "/dest-" + compression + ".json");
   if (source.pid < 0 || dest.pid < 0) {
     row.why = "could not start " + cli;
@@ -116,9 +121,9 @@ Row run_faultline(const std::string& cli, const std::string& dir, const std::str
   }
   row.ok = true;
   row.total_ms = s["ms_after_pause"].get<double>();
-  row.pause_ms = static_cast<double>(d["resumed_at_ns"].get<int64_t>() -
-                                     s["paused_at_ns"].get<int64_t>()) /
-                 1e6;
+  row.pause_ms =
+      static_cast<double>(d["resumed_at_ns"].get<int64_t>() - s["paused_at_ns"].get<int64_t>()) /
+      1e6;
   row.p50_us = d["fault_p50_us"].get<double>();
   row.p99_us = d["fault_p99_us"].get<double>();
   row.requests = d["requests"].get<uint64_t>();
@@ -131,9 +136,9 @@ Row run_faultline(const std::string& cli, const std::string& dir, const std::str
 Row run_qemu(const std::string& script, const std::string& dir, int runs) {
   Row row;
   row.name = "QEMU 10 postcopy (TCG)";
-  Child c = spawn({"python3", script, "--json", "--runs", std::to_string(runs),
-                   "--precopy-seconds", "0"},
-                  dir + "/qemu.json");
+  Child c =
+      spawn({"python3", script, "--json", "--runs", std::to_string(runs), "--precopy-seconds", "0"},
+            dir + "/qemu.json");
   if (c.pid < 0) {
     row.why = "python3 not found";
     return row;
@@ -221,14 +226,16 @@ int main(int argc, char** argv) {
                cell(r.p99_us, "{:.0f}"), r.requests, cell(r.wire_mib, "{:.0f}"), r.note);
   }
   if (base != nullptr) {
-    fmt::print("\nratios to the first row (lower is better for faultline's other rows; for QEMU, "
-               "QEMU / faultline):\n");
+    fmt::print(
+        "\nratios to the first row (lower is better for faultline's other rows; for QEMU, "
+        "QEMU / faultline):\n");
     for (const Row& r : rows) {
       if (!r.ok || &r == base) continue;
       fmt::print("  {:<24} total {:.2f}x, pause {:.2f}x, fault p99 {}\n", r.name,
                  r.total_ms / base->total_ms, r.pause_ms / base->pause_ms,
-                 r.p99_us < 0 || base->p99_us <= 0 ? std::string("n/a")
-                                                   : fmt::format("{:.2f}x", r.p99_us / base->p99_us));
+                 r.p99_us < 0 || base->p99_us <= 0
+                     ? std::string("n/a")
+                     : fmt::format("{:.2f}x", r.p99_us / base->p99_us));
     }
   }
   bool all_ok = true;

@@ -24,8 +24,8 @@
 #include "core/log.h"
 #include "faultline/page_server.h"
 #include "fuzz_check.h"
-#include "protocol/frames.h"
 #include "net/socket_address.h"
+#include "protocol/frames.h"
 #include "sources/page_wire.h"
 
 using namespace faultline;

@@ -47,8 +47,8 @@ void one_frame(v2::FrameType type, std::span<const std::byte> frame,
       FUZZ_CHECK(request->id != 0);
       FUZZ_CHECK(same(v2::encode(*request), frame));
       // What the server then checks: inside a 1 GiB image of 4 KiB pages.
-      Status range = v2::check_range(request->ipa, request->length, 4096, 0, 1ull << 30,
-                                     v2::kMaxRange);
+      Status range =
+          v2::check_range(request->ipa, request->length, 4096, 0, 1ull << 30, v2::kMaxRange);
       if (range.is_ok()) {
         FUZZ_CHECK(request->length % 4096 == 0 && request->length <= v2::kMaxRange);
         FUZZ_CHECK(request->ipa + request->length <= (1ull << 30));
@@ -101,12 +101,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       return 0;  // a reader closes the connection here
     }
     FUZZ_CHECK(header->body_length <= v2::max_body_length(header->type));
-    FUZZ_CHECK(v2::encode_frame_header(*header) ==
-               [&] {
-                 v2::FrameHeaderBytes b;
-                 std::memcpy(b.data(), in.data(), b.size());
-                 return b;
-               }());
+    FUZZ_CHECK(v2::encode_frame_header(*header) == [&] {
+      v2::FrameHeaderBytes b;
+      std::memcpy(b.data(), in.data(), b.size());
+      return b;
+    }());
     const size_t whole = v2::kFrameHeaderSize + header->body_length;
     if (in.size() < whole) return 0;  // a reader waits for the rest
     one_frame(header->type, in.first(whole), in.subspan(v2::kFrameHeaderSize, header->body_length));

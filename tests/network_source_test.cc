@@ -93,9 +93,10 @@ class NetworkSourceTest : public ::testing::TestWithParam<Transport> {
     ASSERT_TRUE(server.is_ok()) << server.status().to_string();
     guest.server = std::move(*server);
     guest.source = source;
-    ASSERT_TRUE(guest.server
-                    ->map({ServedImage::kRamStart, guest.memory->data(), guest.memory->size(), kPage})
-                    .is_ok());
+    ASSERT_TRUE(
+        guest.server
+            ->map({ServedImage::kRamStart, guest.memory->data(), guest.memory->size(), kPage})
+            .is_ok());
     ASSERT_TRUE(guest.server->start().is_ok());
     ASSERT_TRUE(source->start_push(guest.server.get()).is_ok());
   }
@@ -181,8 +182,7 @@ TEST_P(NetworkSourceTest, ARequestOutsideTheImageIsAPermanentError) {
 
 TEST_P(NetworkSourceTest, RecoversFromACutConnectionWithoutFailingAFetch) {
   Serve(2048);
-  auto proxy = FaultProxy::start(ProxyAddress(),
-                                 served_.server->address());
+  auto proxy = FaultProxy::start(ProxyAddress(), served_.server->address());
   ASSERT_TRUE(proxy.is_ok()) << proxy.status().to_string();
   // The first connection dies in the middle of the replies, twice more later.
   (*proxy)->cut_after(Direction::kToClient, 300'000, 3);
@@ -195,8 +195,7 @@ TEST_P(NetworkSourceTest, RecoversFromACutConnectionWithoutFailingAFetch) {
 
 TEST_P(NetworkSourceTest, RefetchesRangesThatArriveCorrupted) {
   Serve(1024);
-  auto proxy = FaultProxy::start(ProxyAddress(),
-                                 served_.server->address());
+  auto proxy = FaultProxy::start(ProxyAddress(), served_.server->address());
   ASSERT_TRUE(proxy.is_ok()) << proxy.status().to_string();
   // One bit flipped now and then in the payloads (headers too, sometimes):
   // either the checksum or the framing catches it, never the guest.
@@ -211,8 +210,7 @@ TEST_P(NetworkSourceTest, RefetchesRangesThatArriveCorrupted) {
 
 TEST_P(NetworkSourceTest, SlowRepliesAreWaitedFor) {
   Serve(64);
-  auto proxy = FaultProxy::start(ProxyAddress(),
-                                 served_.server->address());
+  auto proxy = FaultProxy::start(ProxyAddress(), served_.server->address());
   ASSERT_TRUE(proxy.is_ok()) << proxy.status().to_string();
   auto source = Connect((*proxy)->address());
   ASSERT_TRUE(source);
@@ -416,8 +414,7 @@ TEST_P(NetworkSourceTest, PushMakesEverythingResidentWhileFaultsAreServed) {
 
 TEST_P(NetworkSourceTest, PushSurvivesCutsAndResumesWhereItWas) {
   Serve(8192);
-  auto proxy = FaultProxy::start(ProxyAddress(),
-                                 served_.server->address());
+  auto proxy = FaultProxy::start(ProxyAddress(), served_.server->address());
   ASSERT_TRUE(proxy.is_ok()) << proxy.status().to_string();
   (*proxy)->cut_after(Direction::kToClient, 9'000'000, 2);
   PushedGuest guest;

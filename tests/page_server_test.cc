@@ -314,7 +314,8 @@ TEST(ServePagesCliTest, BadArgumentsExitNonZeroNamingTheProblem) {
   const std::pair<std::vector<std::string>, std::string> cases[] = {
       {{"--listen", "pages.sock", "--mem-file", mem, "--ram-start", "0"}, "missing scheme"},
       {{"--listen", "tcp:localhost:70000", "--mem-file", mem, "--ram-start", "0"}, "65535"},
-      {{"--listen", "tcp:127.0.0.1:0", "--mem-file", mem, "--ram-start", "0"}, "refusing plain TCP"},
+      {{"--listen", "tcp:127.0.0.1:0", "--mem-file", mem, "--ram-start", "0"},
+       "refusing plain TCP"},
       {{"--listen", sock, "--mem-file", dir.file("nope"), "--ram-start", "0"}, dir.file("nope")},
       {{"--listen", sock, "--mem-file", mem, "--ram-start", "0xfoo"}, "--ram-start"},
       {{"--listen", sock, "--ram-start", "0"}, "--mem-file"},

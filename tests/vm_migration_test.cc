@@ -23,10 +23,10 @@
 #include <thread>
 #include <vector>
 
-#include "support/fault_proxy.h"
-#include "support/test_certs.h"
 #include "net/socket_address.h"
+#include "support/fault_proxy.h"
 #include "support/temp_dir.h"
+#include "support/test_certs.h"
 #include "support/vm_cli.h"
 #include "vm/crc32.h"
 #include "vm/probe.h"
@@ -99,8 +99,8 @@ TEST(VmMigrate, WithCompressionTheGuestFinishesWithTheUninterruptedResult) {
   const std::string sock = dir.file("migrate.sock");
   CliProcess source = start_source(dir, "unix:" + sock, {"--compression", "zstd"});
   ASSERT_TRUE(wait_for_socket(sock)) << source.wait().err;
-  Cli received =
-      faultline(dir, {"vm", "receive", "--json", "--compression", "zstd", "--from", "unix:" + sock});
+  Cli received = faultline(
+      dir, {"vm", "receive", "--json", "--compression", "zstd", "--from", "unix:" + sock});
   expect_uninterrupted_result(received);
   EXPECT_LT(received.json()["wire_bytes"].get<uint64_t>(), kRam);
   expect_source_completed(source);
@@ -148,15 +148,14 @@ TEST(VmMigrate, OverTcpWithMutualTlsTheGuestFinishesWithTheUninterruptedResult) 
   ASSERT_TRUE(probe.is_ok());
   const std::string address = probe->address.to_string();
   probe->fd.reset();
-  CliProcess source =
-      start_source(dir, address,
-                   {"--tls-cert", certs.server_cert, "--tls-key", certs.server_key, "--tls-ca",
-                    certs.ca_cert});
+  CliProcess source = start_source(
+      dir, address,
+      {"--tls-cert", certs.server_cert, "--tls-key", certs.server_key, "--tls-ca", certs.ca_cert});
   Cli received;
   for (int attempt = 0; attempt < 100; ++attempt) {
-    received = faultline(dir, {"vm", "receive", "--json", "--from", address, "--tls-ca",
-                               certs.ca_cert, "--tls-cert", certs.client_cert, "--tls-key",
-                               certs.client_key});
+    received =
+        faultline(dir, {"vm", "receive", "--json", "--from", address, "--tls-ca", certs.ca_cert,
+                        "--tls-cert", certs.client_cert, "--tls-key", certs.client_key});
     if (received.exit_code == 0 || received.err.find("refused") == std::string::npos) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the source is still booting
   }
@@ -177,8 +176,8 @@ TEST(VmMigrate, ASourceNobodyComesForGivesUpSayingSo) {
 
 TEST(VmMigrate, ADestinationWhoseSourceStaysAwayFailsSayingSo) {
   TempDir dir;
-  Cli received = faultline(dir, {"vm", "receive", "--from", "unix:" + dir.file("nobody.sock"),
-                                 "--wait", "0.2"});
+  Cli received = faultline(
+      dir, {"vm", "receive", "--from", "unix:" + dir.file("nobody.sock"), "--wait", "0.2"});
   EXPECT_NE(received.exit_code, 0);
   EXPECT_NE(received.err.find("nobody.sock"), std::string::npos) << received.err;
 }

@@ -36,8 +36,8 @@ class PushTarget {
 };
 
 struct TlsClientOptions {
-  std::string ca_file;      // trust anchors for the server's certificate; empty: no TLS
-  std::string cert_file;    // our certificate, for servers that require one (mutual)
+  std::string ca_file;    // trust anchors for the server's certificate; empty: no TLS
+  std::string cert_file;  // our certificate, for servers that require one (mutual)
   std::string key_file;
   std::string server_name;  // expected in the server's certificate; default: the host
 };

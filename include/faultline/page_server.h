@@ -38,9 +38,9 @@ struct PageServerOptions {
 struct ServedMemory {
   std::unique_ptr<PageSource> source;
   uint64_t ram_start = 0;
-  uint64_t size = 0;              // bytes, a multiple of 4 KiB
-  uint64_t image_id = 0;          // identifies this image to reconnecting clients
-  std::vector<std::byte> state;   // handed to v2 clients in the handshake
+  uint64_t size = 0;             // bytes, a multiple of 4 KiB
+  uint64_t image_id = 0;         // identifies this image to reconnecting clients
+  std::vector<std::byte> state;  // handed to v2 clients in the handshake
 };
 
 struct PageServerStats {
@@ -50,13 +50,13 @@ struct PageServerStats {
   uint64_t bytes = 0;         // payload bytes sent
   uint64_t bad_requests = 0;  // connections closed for a bad request
   // Protocol v2:
-  uint64_t v2_sessions = 0;       // v2 connections accepted
-  uint64_t pushed_bytes = 0;      // bytes pushed unasked
-  uint64_t demand_bytes = 0;      // bytes sent in answer to v2 requests
-  uint64_t wire_bytes = 0;        // v2 payload bytes on the wire, after compression
-  uint64_t zero_bytes = 0;        // v2 bytes sent as a zero flag
-  uint64_t push_remaining = 0;    // pages the newest pushing client still lacks
-  uint64_t completes = 0;         // clients that said they hold everything
+  uint64_t v2_sessions = 0;     // v2 connections accepted
+  uint64_t pushed_bytes = 0;    // bytes pushed unasked
+  uint64_t demand_bytes = 0;    // bytes sent in answer to v2 requests
+  uint64_t wire_bytes = 0;      // v2 payload bytes on the wire, after compression
+  uint64_t zero_bytes = 0;      // v2 bytes sent as a zero flag
+  uint64_t push_remaining = 0;  // pages the newest pushing client still lacks
+  uint64_t completes = 0;       // clients that said they hold everything
 };
 
 class PageServer {

@@ -35,7 +35,9 @@ namespace {
 
 using vm::Clock;
 
-double mib(uint64_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
+double mib(uint64_t bytes) {
+  return static_cast<double>(bytes) / (1 << 20);
+}
 
 // ---- the source --------------------------------------------------------------
 
@@ -169,10 +171,10 @@ void migrate(const MigrateArgs& a) {
   }
   const PageServerStats s = (*server)->stats();
   (*server)->stop();  // no more on_complete calls after this
-  const double ms = std::chrono::duration<double, std::milli>(
-                        (completed ? completed_at : Clock::now()) - paused)
-                        .count();
-  
+  const double ms =
+      std::chrono::duration<double, std::milli>((completed ? completed_at : Clock::now()) - paused)
+          .count();
+
   if (a.json) {
     nlohmann::ordered_json j;
     j["completed"] = completed;
@@ -186,9 +188,8 @@ void migrate(const MigrateArgs& a) {
     j["ms_after_pause"] = ms;
     j["serving_after_pause_ms"] = serving_ms;
     // steady_clock is CLOCK_MONOTONIC: comparable with the destination's figures.
-    j["paused_at_ns"] = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                            paused.time_since_epoch())
-                            .count();
+    j["paused_at_ns"] =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(paused.time_since_epoch()).count();
     fmt::print("{}\n", j.dump(2));
   } else {
     fmt::print(
@@ -198,11 +199,11 @@ void migrate(const MigrateArgs& a) {
         mib(s.wire_bytes), mib(s.zero_bytes), s.v2_sessions);
   }
   if (!completed) {
-    fail(cmd, signalled ? "stopped by a signal before the destination held every page"
-              : connected_once
-                  ? fmt::format("the destination went away and did not come back within {} s",
-                                a.wait_s)
-                  : fmt::format("no destination connected within {} s", a.wait_s));
+    fail(cmd,
+         signalled ? "stopped by a signal before the destination held every page"
+         : connected_once
+             ? fmt::format("the destination went away and did not come back within {} s", a.wait_s)
+             : fmt::format("no destination connected within {} s", a.wait_s));
   }
 }
 
@@ -359,9 +360,10 @@ void receive(const ReceiveArgs& a) {
     fmt::print("  faults              {}  (p50 {:.0f} us, p99 {:.0f} us)\n", ps.faults,
                static_cast<double>(ps.fault_latency.p50_ns) / 1e3,
                static_cast<double>(ps.fault_latency.p99_ns) / 1e3);
-    fmt::print("  pages               {} pushed, {} requests ({:.1f} MiB), {} corrupt ranges "
-               "fetched again, {} reconnections\n",
-               fs.pushed_pages, ns.requests, mib(ns.requested_bytes), ns.corrupt, ns.reconnects);
+    fmt::print(
+        "  pages               {} pushed, {} requests ({:.1f} MiB), {} corrupt ranges "
+        "fetched again, {} reconnections\n",
+        fs.pushed_pages, ns.requests, mib(ns.requested_bytes), ns.corrupt, ns.reconnects);
     fmt::print("  every page here     {:.1f} ms\n", ms_since(r.started, monitor.completed_at()));
     fmt::print("  total               {:.1f} ms to the guest's result\n",
                ms_since(r.started, guest_done));

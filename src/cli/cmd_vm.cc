@@ -253,8 +253,9 @@ void add_vm_command(CLI::App& app) {
   CLI::App* restore_cmd = vm->add_subcommand("restore", "resume a snapshot in this process");
   restore_cmd->add_option("--state", restore->state, "the snapshot's state file")->required();
   auto* mem = restore_cmd->add_option("--mem", restore->mem, "page source: the memory file");
-  auto* server = restore_cmd->add_option("--page-server", restore->page_server,
-                                         "page source: a serve-pages address (unix:, tcp:; v2, pushed)");
+  auto* server =
+      restore_cmd->add_option("--page-server", restore->page_server,
+                              "page source: a serve-pages address (unix:, tcp:; v2, pushed)");
   mem->excludes(server);
   restore_cmd->add_flag("--lazy", restore->lazy, "serve pages on first touch (default)");
   restore_cmd->add_flag("--eager", restore->eager, "copy every page before resuming");
@@ -262,8 +263,8 @@ void add_vm_command(CLI::App& app) {
       ->capture_default_str();
   restore_cmd->add_flag("--no-background-fill", restore->no_fill,
                         "lazy: install only what the guest touches");
-  restore_cmd->add_option("--compression", restore->compression,
-                          "--page-server: accept none, lz4 or zstd")
+  restore_cmd
+      ->add_option("--compression", restore->compression, "--page-server: accept none, lz4 or zstd")
       ->capture_default_str();
   restore->tls.add_to(restore_cmd, false);
   restore_cmd->add_flag("--quiet", restore->quiet, "no progress lines");

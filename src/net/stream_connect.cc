@@ -13,10 +13,8 @@ Status plain_tcp_refused(const SocketAddress& address, std::string_view tls_flag
                       address.to_string(), tls_flag)};
 }
 
-Result<std::unique_ptr<Stream>> connect_stream(const SocketAddress& address,
-                                               const TlsContext* tls,
-                                               const std::string& server_name,
-                                               bool allow_plain_tcp,
+Result<std::unique_ptr<Stream>> connect_stream(const SocketAddress& address, const TlsContext* tls,
+                                               const std::string& server_name, bool allow_plain_tcp,
                                                std::chrono::milliseconds timeout) {
   if (tls == nullptr && address.kind == SocketAddress::Kind::kTcp && !allow_plain_tcp) {
     return plain_tcp_refused(address, "--tls-ca");
@@ -24,9 +22,9 @@ Result<std::unique_ptr<Stream>> connect_stream(const SocketAddress& address,
   auto socket = connect_socket(address, timeout);
   if (!socket) return socket.status();
   if (tls != nullptr) {
-    const std::string host = !server_name.empty() ? server_name
+    const std::string host = !server_name.empty()                        ? server_name
                              : address.kind == SocketAddress::Kind::kTcp ? address.host
-                                                                          : "localhost";
+                                                                         : "localhost";
     return tls->connect(std::move(*socket), host, deadline_after(timeout));
   }
   return make_plain_stream(std::move(*socket));

@@ -15,10 +15,8 @@ namespace faultline::net {
 class TlsContext;
 
 // `tls` null: plain (refused for TCP unless allow_plain_tcp).
-Result<std::unique_ptr<Stream>> connect_stream(const SocketAddress& address,
-                                               const TlsContext* tls,
-                                               const std::string& server_name,
-                                               bool allow_plain_tcp,
+Result<std::unique_ptr<Stream>> connect_stream(const SocketAddress& address, const TlsContext* tls,
+                                               const std::string& server_name, bool allow_plain_tcp,
                                                std::chrono::milliseconds timeout);
 
 // The refusal for plain TCP without an explicit allowance, shared by both ends.

@@ -11,8 +11,8 @@ namespace faultline {
 Status FaultServer::Impl::install_pushed(uint64_t ipa, uint64_t length,
                                          std::span<const std::byte> bytes) {
   if (!bytes.empty() && bytes.size() != length) {
-    return invalid_argument(fmt::format("pushed range [{:#x}, +{:#x}) carries {} bytes", ipa,
-                                        length, bytes.size()));
+    return invalid_argument(
+        fmt::format("pushed range [{:#x}, +{:#x}) carries {} bytes", ipa, length, bytes.size()));
   }
   std::lock_guard lock(push_mu_);
   if (!push_scratch_) {
@@ -33,9 +33,10 @@ Status FaultServer::Impl::install_pushed(uint64_t ipa, uint64_t length,
     const uint64_t page_size = m->layout.page_size;
     const uint64_t host = m->host_begin() + (ipa + done - m->layout.guest_base);
     if (host % page_size != 0 || (length - done) < page_size) {
-      return invalid_argument(fmt::format("pushed range [{:#x}, +{:#x}) does not cover whole "
-                                          "pages of {:#x} bytes",
-                                          ipa, length, page_size));
+      return invalid_argument(
+          fmt::format("pushed range [{:#x}, +{:#x}) does not cover whole "
+                      "pages of {:#x} bytes",
+                      ipa, length, page_size));
     }
     uint64_t page = m->page_index(host);
     // A run of pages not yet present, within this mapping and the range.

@@ -64,8 +64,7 @@ Status check_size(std::string_view what, std::span<const std::byte> body, size_t
 
 std::vector<std::byte> frame(FrameType type, size_t body_length) {
   std::vector<std::byte> out(kFrameHeaderSize + body_length);
-  const FrameHeaderBytes header =
-      encode_frame_header({type, static_cast<uint32_t>(body_length)});
+  const FrameHeaderBytes header = encode_frame_header({type, static_cast<uint32_t>(body_length)});
   std::memcpy(out.data(), header.data(), header.size());
   return out;
 }
@@ -75,7 +74,9 @@ constexpr size_t kWelcomeFixedSize = 48;
 constexpr size_t kRequestSize = 24;
 constexpr size_t kErrorFixedSize = 16;
 
-bool is_known_encoding(uint8_t e) { return e <= static_cast<uint8_t>(Encoding::kZero); }
+bool is_known_encoding(uint8_t e) {
+  return e <= static_cast<uint8_t>(Encoding::kZero);
+}
 
 }  // namespace
 
@@ -88,10 +89,9 @@ uint32_t max_body_length(FrameType type) {
     case FrameType::kRequest:
       return kRequestSize;
     case FrameType::kData:
-      return kDataPrefixSize +
-             static_cast<uint32_t>(std::max<size_t>(
-                 {kMaxRange, static_cast<size_t>(LZ4_compressBound(kMaxRange)),
-                  ZSTD_compressBound(kMaxRange)}));
+      return kDataPrefixSize + static_cast<uint32_t>(std::max<size_t>(
+                                   {kMaxRange, static_cast<size_t>(LZ4_compressBound(kMaxRange)),
+                                    ZSTD_compressBound(kMaxRange)}));
     case FrameType::kError:
       return kErrorFixedSize + kMaxErrorMessage;
     case FrameType::kHave:
@@ -136,9 +136,9 @@ Result<FrameHeader> decode_frame_header(std::span<const std::byte, kFrameHeaderS
                   fmt::format("frame type {}: reserved header byte is not zero", type));
   }
   if (check != header_check(type, length)) {
-    return Status(ErrorCode::kProtocol,
-                  fmt::format("frame header check failed (type {}, length {}): corrupted", type,
-                              length));
+    return Status(
+        ErrorCode::kProtocol,
+        fmt::format("frame header check failed (type {}, length {}): corrupted", type, length));
   }
   const FrameHeader header{static_cast<FrameType>(type), length};
   if (length > max_body_length(header.type)) {
@@ -216,8 +216,8 @@ Result<Welcome> decode_welcome(std::span<const std::byte> body) {
   }
   if ((flags & ~1u) != 0) return malformed("WELCOME", fmt::format("unknown flags {:#x}", flags));
   if (state_length != r.left()) {
-    return malformed("WELCOME", fmt::format("state of {} bytes announced, {} present",
-                                            state_length, r.left()));
+    return malformed(
+        "WELCOME", fmt::format("state of {} bytes announced, {} present", state_length, r.left()));
   }
   welcome.encoding = static_cast<Encoding>(encoding);
   welcome.pushing = (flags & 1u) != 0;
@@ -254,8 +254,8 @@ Result<Request> decode_request(std::span<const std::byte> body) {
 std::array<std::byte, kFrameHeaderSize + kDataPrefixSize> encode_data_prefix(
     const DataHeader& header, uint32_t payload_length) {
   std::array<std::byte, kFrameHeaderSize + kDataPrefixSize> out{};
-  const FrameHeaderBytes frame_header =
-      encode_frame_header({FrameType::kData, static_cast<uint32_t>(kDataPrefixSize) + payload_length});
+  const FrameHeaderBytes frame_header = encode_frame_header(
+      {FrameType::kData, static_cast<uint32_t>(kDataPrefixSize) + payload_length});
   std::memcpy(out.data(), frame_header.data(), frame_header.size());
   Writer w{std::span(out).subspan(kFrameHeaderSize)};
   w.put(header.id);
@@ -283,7 +283,8 @@ Result<DataHeader> decode_data_prefix(std::span<const std::byte> body) {
   const auto reserved2 = r.get<uint16_t>();
   header.checksum = r.get<uint64_t>();
   if (reserved1 != 0 || reserved2 != 0) return malformed("DATA", "reserved field is not zero");
-  if (!is_known_encoding(encoding)) return malformed("DATA", fmt::format("unknown encoding {}", encoding));
+  if (!is_known_encoding(encoding))
+    return malformed("DATA", fmt::format("unknown encoding {}", encoding));
   header.encoding = static_cast<Encoding>(encoding);
   if (header.length == 0 || header.length > kMaxRange) {
     return malformed("DATA", fmt::format("length {} outside (0, {}]", header.length, kMaxRange));
@@ -293,12 +294,13 @@ Result<DataHeader> decode_data_prefix(std::span<const std::byte> body) {
   switch (header.encoding) {
     case Encoding::kRaw:
       if (payload != header.length) {
-        return malformed("DATA", fmt::format("raw payload of {} bytes for a length of {}",
-                                             payload, header.length));
+        return malformed("DATA", fmt::format("raw payload of {} bytes for a length of {}", payload,
+                                             header.length));
       }
       return header;
     case Encoding::kZero:
-      if (payload != 0) return malformed("DATA", fmt::format("zero range carries {} bytes", payload));
+      if (payload != 0)
+        return malformed("DATA", fmt::format("zero range carries {} bytes", payload));
       return header;
     case Encoding::kLz4:
       bound = static_cast<size_t>(LZ4_compressBound(static_cast<int>(header.length)));
@@ -362,7 +364,9 @@ Result<Have> decode_have(std::span<const std::byte> body) {
   return have;
 }
 
-FrameHeaderBytes encode_empty(FrameType type) { return encode_frame_header({type, 0}); }
+FrameHeaderBytes encode_empty(FrameType type) {
+  return encode_frame_header({type, 0});
+}
 
 Status check_range(uint64_t ipa, uint64_t length, uint32_t page_size, uint64_t ram_start,
                    uint64_t image_size, uint32_t max_range) {

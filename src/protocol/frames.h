@@ -35,9 +35,9 @@
 
 namespace faultline::v2 {
 
-inline constexpr std::array<std::byte, 8> kMagic = {
-    std::byte{'F'}, std::byte{'L'}, std::byte{'T'}, std::byte{'L'},
-    std::byte{'I'}, std::byte{'N'}, std::byte{'E'}, std::byte{'2'}};
+inline constexpr std::array<std::byte, 8> kMagic = {std::byte{'F'}, std::byte{'L'}, std::byte{'T'},
+                                                    std::byte{'L'}, std::byte{'I'}, std::byte{'N'},
+                                                    std::byte{'E'}, std::byte{'2'}};
 inline constexpr uint16_t kVersion = 2;
 inline constexpr size_t kFrameHeaderSize = 8;
 // The largest range one REQUEST or DATA frame carries.
@@ -60,7 +60,9 @@ enum class FrameType : uint8_t {
 
 enum class Encoding : uint8_t { kRaw = 0, kLz4 = 1, kZstd = 2, kZero = 3 };
 
-inline constexpr uint32_t encoding_bit(Encoding e) { return 1u << static_cast<uint8_t>(e); }
+inline constexpr uint32_t encoding_bit(Encoding e) {
+  return 1u << static_cast<uint8_t>(e);
+}
 
 struct FrameHeader {
   FrameType type = FrameType::kHello;

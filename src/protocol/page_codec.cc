@@ -70,9 +70,9 @@ PayloadEncoder::Encoded PayloadEncoder::encode(uint64_t id, uint64_t ipa,
   size_t produced = 0;
   if (compression_ == Encoding::kLz4) {
     out_.resize(static_cast<size_t>(LZ4_compressBound(static_cast<int>(bytes.size()))));
-    const int n = LZ4_compress_default(reinterpret_cast<const char*>(bytes.data()),
-                                       reinterpret_cast<char*>(out_.data()),
-                                       static_cast<int>(bytes.size()), static_cast<int>(out_.size()));
+    const int n = LZ4_compress_default(
+        reinterpret_cast<const char*>(bytes.data()), reinterpret_cast<char*>(out_.data()),
+        static_cast<int>(bytes.size()), static_cast<int>(out_.size()));
     produced = n > 0 ? static_cast<size_t>(n) : 0;
   } else if (compression_ == Encoding::kZstd && codec_->zstd != nullptr) {
     out_.resize(ZSTD_compressBound(bytes.size()));
@@ -107,9 +107,9 @@ Status decode_payload(const DataHeader& header, std::span<const std::byte> paylo
       plain = dest;
       break;
     case Encoding::kLz4: {
-      const int n = LZ4_decompress_safe(reinterpret_cast<const char*>(payload.data()),
-                                        reinterpret_cast<char*>(dest.data()),
-                                        static_cast<int>(payload.size()), static_cast<int>(dest.size()));
+      const int n = LZ4_decompress_safe(
+          reinterpret_cast<const char*>(payload.data()), reinterpret_cast<char*>(dest.data()),
+          static_cast<int>(payload.size()), static_cast<int>(dest.size()));
       if (n < 0 || static_cast<size_t>(n) != dest.size()) {
         return {ErrorCode::kProtocol,
                 fmt::format("DATA for {:#x}: lz4 payload does not decode to {} bytes", header.ipa,
@@ -130,14 +130,14 @@ Status decode_payload(const DataHeader& header, std::span<const std::byte> paylo
       break;
     }
   }
-  const uint64_t sum = range_checksum(header.ipa, header.length, header.encoding == Encoding::kZero
-                                                                      ? Encoding::kZero
-                                                                      : Encoding::kRaw,
-                                      plain);
+  const uint64_t sum =
+      range_checksum(header.ipa, header.length,
+                     header.encoding == Encoding::kZero ? Encoding::kZero : Encoding::kRaw, plain);
   if (sum != header.checksum) {
-    return {ErrorCode::kProtocol,
-            fmt::format("DATA for [{:#x}, +{:#x}): checksum mismatch (got {:#018x}, computed {:#018x})",
-                        header.ipa, header.length, header.checksum, sum)};
+    return {
+        ErrorCode::kProtocol,
+        fmt::format("DATA for [{:#x}, +{:#x}): checksum mismatch (got {:#018x}, computed {:#018x})",
+                    header.ipa, header.length, header.checksum, sum)};
   }
   return Status::ok();
 }

@@ -3,9 +3,9 @@
 // slow or misbehaving client only ever stalls itself.
 #include "faultline/page_server.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
-#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -253,8 +253,8 @@ class PageServer::Impl {
           serve_v2(c);
           break;
         }
-        if (Status status = net::read_full(c.fd.get(), std::span(bytes).subspan(head.size()),
-                                           net::kNoDeadline);
+        if (Status status =
+                net::read_full(c.fd.get(), std::span(bytes).subspan(head.size()), net::kNoDeadline);
             !status) {
           log().debug("page server {}: {} left: {}", address_, c.peer, status.to_string());
           break;

@@ -69,8 +69,8 @@ class Session {
     auto body = read_frame(type, net::deadline_after(kHandshakeTimeout));
     if (!body) return body.status();
     if (type != v2::FrameType::kHello) {
-      return {ErrorCode::kProtocol, fmt::format("expected HELLO, got frame type {}",
-                                                static_cast<int>(type))};
+      return {ErrorCode::kProtocol,
+              fmt::format("expected HELLO, got frame type {}", static_cast<int>(type))};
     }
     auto hello = v2::decode_hello(*body);
     if (!hello) return hello.status();
@@ -87,7 +87,8 @@ class Session {
     welcome.image_id = image_.image_id;
     welcome.max_range = v2::kMaxRange;
     welcome.state = image_.state;
-    if (Status s = stream_.write_full(v2::encode(welcome), net::deadline_after(kWriteTimeout)); !s) {
+    if (Status s = stream_.write_full(v2::encode(welcome), net::deadline_after(kWriteTimeout));
+        !s) {
       return s;
     }
     if (pushing_) counters_.push_remaining.store(pages_ - sent_count_);
@@ -268,8 +269,10 @@ class Session {
   // demand reply never waits behind much of it. Called with mu_ held.
   size_t push_wire_limit() const {
     if (push_raw_bytes_ == 0) return image_.push_queue_limit;
-    const double ratio = static_cast<double>(push_wire_bytes_) / static_cast<double>(push_raw_bytes_);
-    return std::max<size_t>(4096, static_cast<size_t>(static_cast<double>(image_.push_queue_limit) * ratio));
+    const double ratio =
+        static_cast<double>(push_wire_bytes_) / static_cast<double>(push_raw_bytes_);
+    return std::max<size_t>(
+        4096, static_cast<size_t>(static_cast<double>(image_.push_queue_limit) * ratio));
   }
 
   uint64_t next_unsent() {
@@ -285,8 +288,7 @@ class Session {
   }
 
   Status send_frame(const v2::PayloadEncoder::Encoded& e) {
-    const auto prefix =
-        v2::encode_data_prefix(e.header, static_cast<uint32_t>(e.payload.size()));
+    const auto prefix = v2::encode_data_prefix(e.header, static_cast<uint32_t>(e.payload.size()));
     const auto deadline = net::deadline_after(kWriteTimeout);
     if (Status s = stream_.write_full(prefix, deadline); !s) return s;
     if (!e.payload.empty()) {
@@ -307,8 +309,9 @@ class Session {
       const ErrorCode code = kind.status().code() == ErrorCode::kOutOfRange
                                  ? ErrorCode::kOutOfRange
                                  : ErrorCode::kUnavailable;
-      return stream_.write_full(v2::encode(v2::ErrorFrame{request.id, code, kind.status().message()}),
-                                net::deadline_after(kWriteTimeout));
+      return stream_.write_full(
+          v2::encode(v2::ErrorFrame{request.id, code, kind.status().message()}),
+          net::deadline_after(kWriteTimeout));
     }
     ++counters_.demand_requests;
     counters_.demand_bytes += request.length;
@@ -367,17 +370,17 @@ class Session {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Outgoing> queue_;   // guarded by mu_
-  std::vector<uint64_t> sent_;   // guarded by mu_ once the writer runs
-  uint64_t sent_count_ = 0;      // guarded by mu_
-  uint64_t cursor_ = 0;          // guarded by mu_
-  bool pushing_ = false;         // guarded by mu_ once the writer runs
-  bool push_armed_ = false;      // guarded by mu_: the client has said what it holds
-  bool push_done_sent_ = false;  // guarded by mu_
-  bool done_ = false;            // guarded by mu_
+  std::deque<Outgoing> queue_;    // guarded by mu_
+  std::vector<uint64_t> sent_;    // guarded by mu_ once the writer runs
+  uint64_t sent_count_ = 0;       // guarded by mu_
+  uint64_t cursor_ = 0;           // guarded by mu_
+  bool pushing_ = false;          // guarded by mu_ once the writer runs
+  bool push_armed_ = false;       // guarded by mu_: the client has said what it holds
+  bool push_done_sent_ = false;   // guarded by mu_
+  bool done_ = false;             // guarded by mu_
   uint64_t push_raw_bytes_ = 0;   // guarded by mu_: guest bytes pushed
   uint64_t push_wire_bytes_ = 0;  // guarded by mu_: what they took on the wire
-  Status write_error_;           // written by the writer before done_, read after join
+  Status write_error_;            // written by the writer before done_, read after join
 };
 
 }  // namespace

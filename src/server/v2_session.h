@@ -24,11 +24,11 @@ struct ServedImage {
   uint64_t image_size = 0;
   uint32_t page_size = 4096;
   uint64_t image_id = 0;
-  std::vector<std::byte> state;                      // sent in WELCOME
-  v2::Encoding compression = v2::Encoding::kRaw;    // used when the client accepts it
-  bool push = true;                                  // push when a client asks
-  uint32_t push_chunk = 128u << 10;                  // bytes per pushed DATA frame
-  size_t push_queue_limit = 256u << 10;              // guest bytes in flight before push waits
+  std::vector<std::byte> state;                   // sent in WELCOME
+  v2::Encoding compression = v2::Encoding::kRaw;  // used when the client accepts it
+  bool push = true;                               // push when a client asks
+  uint32_t push_chunk = 128u << 10;               // bytes per pushed DATA frame
+  size_t push_queue_limit = 256u << 10;           // guest bytes in flight before push waits
 };
 
 struct V2Counters {

@@ -75,9 +75,7 @@ class NetworkPageSource::Impl {
     return Status::ok();
   }
 
-  std::string describe() const {
-    return fmt::format("page server {} (v2)", address_.to_string());
-  }
+  std::string describe() const { return fmt::format("page server {} (v2)", address_.to_string()); }
 
   const RemoteImage& image() const { return image_; }
 
@@ -85,9 +83,9 @@ class NetworkPageSource::Impl {
     if (Status s = v2::check_range(ipa, dest.size() > 0 ? dest.size() : 1, image_.page_size,
                                    image_.ram_start, image_.size, UINT32_MAX);
         !s) {
-      return Status(s.code() == ErrorCode::kOutOfRange ? ErrorCode::kOutOfRange
-                                                       : ErrorCode::kInvalidArgument,
-                    fmt::format("{}: {}", describe(), s.message()));
+      return Status(
+          s.code() == ErrorCode::kOutOfRange ? ErrorCode::kOutOfRange : ErrorCode::kInvalidArgument,
+          fmt::format("{}: {}", describe(), s.message()));
     }
     // Larger ranges go as several requests, one after the other.
     bool all_zero = true;
@@ -199,9 +197,8 @@ class NetworkPageSource::Impl {
       return Status(error->code, fmt::format("{} refused: {}", describe(), error->message));
     }
     if (header->type != v2::FrameType::kWelcome) {
-      return Status(ErrorCode::kProtocol,
-                    fmt::format("{}: expected WELCOME, got frame type {}", describe(),
-                                static_cast<int>(header->type)));
+      return Status(ErrorCode::kProtocol, fmt::format("{}: expected WELCOME, got frame type {}",
+                                                      describe(), static_cast<int>(header->type)));
     }
     auto welcome = v2::decode_welcome(body);
     if (!welcome) {
@@ -262,9 +259,9 @@ class NetworkPageSource::Impl {
       }
       if (std::chrono::steady_clock::now() >= deadline) {
         slot->state = SlotState::kFailed;
-        slot->error = Status(ErrorCode::kTimeout,
-                             fmt::format("{}: no reply for [{:#x}, +{:#x}) in time", describe(),
-                                         ipa, dest.size()));
+        slot->error = Status(
+            ErrorCode::kTimeout,
+            fmt::format("{}: no reply for [{:#x}, +{:#x}) in time", describe(), ipa, dest.size()));
         break;
       }
       std::shared_ptr<net::Stream> now = stream_;
@@ -485,10 +482,10 @@ class NetworkPageSource::Impl {
       return Status::ok();
     }
     if (slot->ipa != header->ipa || slot->dest.size() != header->length) {
-      return Status(ErrorCode::kProtocol,
-                    fmt::format("reply {} is for [{:#x}, +{:#x}), the request was [{:#x}, +{:#x})",
-                                header->id, header->ipa, header->length, slot->ipa,
-                                slot->dest.size()));
+      return Status(
+          ErrorCode::kProtocol,
+          fmt::format("reply {} is for [{:#x}, +{:#x}), the request was [{:#x}, +{:#x})",
+                      header->id, header->ipa, header->length, slot->ipa, slot->dest.size()));
     }
     slot->filling = true;
     lock.unlock();
@@ -579,7 +576,7 @@ class NetworkPageSource::Impl {
   std::shared_ptr<net::Stream> stream_;  // null while disconnected
   PushTarget* target_ = nullptr;
   int target_users_ = 0;  // hand-overs to target_ in progress
-  Status failed_;  // not OK while reconnecting has failed for too long
+  Status failed_;         // not OK while reconnecting has failed for too long
   bool stopping_ = false;
   bool completed_ = false;  // COMPLETE sent: the server may go away
   NetworkSourceStats stats_;
@@ -602,11 +599,23 @@ NetworkPageSource::~NetworkPageSource() = default;
 Result<PageKind> NetworkPageSource::fetch(uint64_t ipa, std::span<std::byte> dest) {
   return impl_->fetch(ipa, dest);
 }
-std::string NetworkPageSource::describe() const { return impl_->describe(); }
-const RemoteImage& NetworkPageSource::image() const { return impl_->image(); }
-Status NetworkPageSource::start_push(PushTarget* target) { return impl_->start_push(target); }
-void NetworkPageSource::stop_push() { impl_->stop_push(); }
-Status NetworkPageSource::complete() { return impl_->complete(); }
-NetworkSourceStats NetworkPageSource::stats() const { return impl_->stats(); }
+std::string NetworkPageSource::describe() const {
+  return impl_->describe();
+}
+const RemoteImage& NetworkPageSource::image() const {
+  return impl_->image();
+}
+Status NetworkPageSource::start_push(PushTarget* target) {
+  return impl_->start_push(target);
+}
+void NetworkPageSource::stop_push() {
+  impl_->stop_push();
+}
+Status NetworkPageSource::complete() {
+  return impl_->complete();
+}
+NetworkSourceStats NetworkPageSource::stats() const {
+  return impl_->stats();
+}
 
 }  // namespace faultline

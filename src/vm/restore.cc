@@ -120,11 +120,11 @@ Result<std::unique_ptr<RestoredVm>> receive_vm(const ReceiveOptions& o) {
   if (!state.is_ok()) return state.status();
   vm->state = std::move(state).value();
   if (vm->state.ram_base != 0 || image.ram_start != 0 || image.size != vm->state.ram_size) {
-    return Status(ErrorCode::kProtocol,
-                  fmt::format("the source serves {:#x} bytes at {:#x} for a guest of {:#x} bytes at "
-                              "{:#x}",
-                              image.size, image.ram_start, vm->state.ram_size,
-                              vm->state.ram_base));
+    return Status(
+        ErrorCode::kProtocol,
+        fmt::format("the source serves {:#x} bytes at {:#x} for a guest of {:#x} bytes at "
+                    "{:#x}",
+                    image.size, image.ram_start, vm->state.ram_size, vm->state.ram_base));
   }
   if (Status s = check_guest_ram_size(vm->state.ram_size); !s.is_ok()) return s;
   auto ram = GuestRam::map(vm->state.ram_size);

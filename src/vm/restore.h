@@ -19,8 +19,8 @@ namespace faultline::vm {
 
 struct RestoreOptions {
   std::string state_file;
-  std::string mem_file;     // the snapshot's memory file, or ...
-  std::string page_server;  // ... a `faultline serve-pages` serving it (ram start 0), over v2
+  std::string mem_file;          // the snapshot's memory file, or ...
+  std::string page_server;       // ... a `faultline serve-pages` serving it (ram start 0), over v2
   NetworkSourceOptions network;  // for page_server; push follows background_fill
   bool lazy = true;
   int fault_threads = 1;
@@ -31,7 +31,7 @@ struct RestoreOptions {
 // The destination of a migration: the state and every page come from a
 // `faultline migrate` source over the v2 protocol, pushed and on demand.
 struct ReceiveOptions {
-  std::string from;  // the source's address
+  std::string from;              // the source's address
   NetworkSourceOptions network;  // push is always on
   int fault_threads = 1;
 };
@@ -42,8 +42,8 @@ struct RestoredVm {
   VmState state;
   std::string source;  // the page source, described
   std::unique_ptr<GuestRam> ram;
-  PagerHandle pager;                    // lazy only
-  std::unique_ptr<FaultServer> server;  // lazy only
+  PagerHandle pager;                     // lazy only
+  std::unique_ptr<FaultServer> server;   // lazy only
   NetworkPageSource* network = nullptr;  // received: the pager's source
   std::unique_ptr<Machine> machine;
   Clock::time_point started;       // restore start

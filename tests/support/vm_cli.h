@@ -136,7 +136,8 @@ inline Cli faultline(const TempDir& dir, std::vector<std::string> args) {
   return CliProcess(dir, std::move(args)).wait();
 }
 
-inline std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& b) {
+inline std::vector<std::string> with(std::vector<std::string> a,
+                                     const std::vector<std::string>& b) {
   a.insert(a.end(), b.begin(), b.end());
   return a;
 }
