@@ -142,4 +142,19 @@ Status decode_payload(const DataHeader& header, std::span<const std::byte> paylo
   return Status::ok();
 }
 
+Status verify_raw_payload(const DataHeader& header, std::span<const std::byte> payload) {
+  if (header.encoding != Encoding::kRaw || payload.size() != header.length) {
+    return {ErrorCode::kProtocol, fmt::format("DATA for {:#x}: not a raw payload of {} bytes",
+                                              header.ipa, header.length)};
+  }
+  const uint64_t sum = range_checksum(header.ipa, header.length, Encoding::kRaw, payload);
+  if (sum != header.checksum) {
+    return {ErrorCode::kProtocol,
+            fmt::format("DATA for [{:#x}, +{:#x}): checksum mismatch (got {:#018x}, computed "
+                        "{:#018x})",
+                        header.ipa, header.length, header.checksum, sum)};
+  }
+  return Status::ok();
+}
+
 }  // namespace faultline::v2

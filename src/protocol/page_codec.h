@@ -52,4 +52,8 @@ class PayloadEncoder {
 Status decode_payload(const DataHeader& header, std::span<const std::byte> payload,
                       std::span<std::byte> dest, bool fill_zero);
 
+// For kRaw: checks the payload's length and checksum where it lies, without
+// copying it anywhere.
+Status verify_raw_payload(const DataHeader& header, std::span<const std::byte> payload);
+
 }  // namespace faultline::v2

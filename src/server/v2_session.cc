@@ -19,7 +19,7 @@ namespace {
 constexpr std::chrono::seconds kHandshakeTimeout{10};
 constexpr std::chrono::seconds kBodyTimeout{30};
 constexpr std::chrono::seconds kWriteTimeout{30};
-constexpr std::chrono::microseconds kPushPause{200};
+constexpr std::chrono::microseconds kPushPause{50};
 
 struct Outgoing {
   enum class Kind { kData, kError } kind = Kind::kData;

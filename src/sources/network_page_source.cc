@@ -512,8 +512,13 @@ class NetworkPageSource::Impl {
 
   Status on_pushed(net::Stream& stream, const v2::DataHeader& header,
                    std::span<const std::byte> payload) {
-    auto dest = std::span(push_buffer_).first(header.length);
-    Status decoded = v2::decode_payload(header, payload, dest, false);
+    // Raw bytes are checked where they lie and installed from there; the rest
+    // are decoded into the push buffer first.
+    const bool raw = header.encoding == v2::Encoding::kRaw;
+    std::span<const std::byte> bytes = raw ? payload : std::span(push_buffer_).first(header.length);
+    Status decoded = raw ? v2::verify_raw_payload(header, payload)
+                         : v2::decode_payload(header, payload,
+                                              std::span(push_buffer_).first(header.length), false);
     PushTarget* target = nullptr;
     v2::Request again;
     {
@@ -547,7 +552,7 @@ class NetworkPageSource::Impl {
     if (target == nullptr) return Status::ok();  // nobody to hand it to: dropped
     const bool zero = header.encoding == v2::Encoding::kZero;
     Status installed = target->install_pushed(header.ipa, header.length,
-                                              zero ? std::span<const std::byte>() : dest);
+                                              zero ? std::span<const std::byte>() : bytes);
     {
       std::lock_guard lock(mu_);
       --target_users_;
