@@ -15,6 +15,22 @@ uint64_t range_checksum(uint64_t ipa, uint32_t length, Encoding encoding,
   return XXH3_64bits_withSeed(bytes.data(), bytes.size(), seed);
 }
 
+namespace {
+
+// `plain`: the range's bytes as decoded (none for a zero range).
+Status check_checksum(const DataHeader& header, Encoding as, std::span<const std::byte> plain) {
+  const uint64_t sum = range_checksum(header.ipa, header.length, as, plain);
+  if (sum != header.checksum) {
+    return {ErrorCode::kProtocol,
+            fmt::format("DATA for [{:#x}, +{:#x}): checksum mismatch (got {:#018x}, computed "
+                        "{:#018x})",
+                        header.ipa, header.length, header.checksum, sum)};
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
 Result<Encoding> parse_compression(std::string_view name) {
   if (name == "none") return Encoding::kRaw;
   if (name == "lz4") return Encoding::kLz4;
@@ -130,16 +146,8 @@ Status decode_payload(const DataHeader& header, std::span<const std::byte> paylo
       break;
     }
   }
-  const uint64_t sum =
-      range_checksum(header.ipa, header.length,
-                     header.encoding == Encoding::kZero ? Encoding::kZero : Encoding::kRaw, plain);
-  if (sum != header.checksum) {
-    return {
-        ErrorCode::kProtocol,
-        fmt::format("DATA for [{:#x}, +{:#x}): checksum mismatch (got {:#018x}, computed {:#018x})",
-                    header.ipa, header.length, header.checksum, sum)};
-  }
-  return Status::ok();
+  return check_checksum(
+      header, header.encoding == Encoding::kZero ? Encoding::kZero : Encoding::kRaw, plain);
 }
 
 Status verify_raw_payload(const DataHeader& header, std::span<const std::byte> payload) {
@@ -147,14 +155,7 @@ Status verify_raw_payload(const DataHeader& header, std::span<const std::byte> p
     return {ErrorCode::kProtocol, fmt::format("DATA for {:#x}: not a raw payload of {} bytes",
                                               header.ipa, header.length)};
   }
-  const uint64_t sum = range_checksum(header.ipa, header.length, Encoding::kRaw, payload);
-  if (sum != header.checksum) {
-    return {ErrorCode::kProtocol,
-            fmt::format("DATA for [{:#x}, +{:#x}): checksum mismatch (got {:#018x}, computed "
-                        "{:#018x})",
-                        header.ipa, header.length, header.checksum, sum)};
-  }
-  return Status::ok();
+  return check_checksum(header, Encoding::kRaw, payload);
 }
 
 }  // namespace faultline::v2

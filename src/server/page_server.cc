@@ -238,38 +238,30 @@ class PageServer::Impl {
 
   void serve_plain(Connection& c) {
     std::vector<std::byte> reply;  // header + payload, grown to the largest page asked for
-    bool first = true;
+    wire::RequestBytes bytes;
+    // A v2 client opens with the magic; a v1 request never starts so.
+    auto head = std::span(bytes).first(v2::kMagic.size());
+    if (!read_request_bytes(c, head)) return;
+    if (std::equal(head.begin(), head.end(), v2::kMagic.begin())) return serve_v2(c);
+    if (!read_request_bytes(c, std::span(bytes).subspan(head.size()))) return;
     for (;;) {
-      wire::RequestBytes bytes;
-      if (first) {
-        // A v2 client opens with the magic; a v1 request never starts so.
-        first = false;
-        auto head = std::span(bytes).first(v2::kMagic.size());
-        if (Status status = net::read_full(c.fd.get(), head, net::kNoDeadline); !status) {
-          log().debug("page server {}: {} left: {}", address_, c.peer, status.to_string());
-          break;
-        }
-        if (std::equal(head.begin(), head.end(), v2::kMagic.begin())) {
-          serve_v2(c);
-          break;
-        }
-        if (Status status =
-                net::read_full(c.fd.get(), std::span(bytes).subspan(head.size()), net::kNoDeadline);
-            !status) {
-          log().debug("page server {}: {} left: {}", address_, c.peer, status.to_string());
-          break;
-        }
-      } else if (Status status = net::read_full(c.fd.get(), bytes, net::kNoDeadline); !status) {
-        log().debug("page server {}: {} left: {}", address_, c.peer, status.to_string());
-        break;
-      }
       auto request = wire::decode_page_request(bytes);
       if (!request) {
         reject(c, request.status());
-        break;
+        return;
       }
-      if (!serve_page(c, *request, reply)) break;
+      if (!serve_page(c, *request, reply)) return;
+      if (!read_request_bytes(c, bytes)) return;
     }
+  }
+
+  // False (with a log line) when the client has gone.
+  bool read_request_bytes(const Connection& c, std::span<std::byte> bytes) {
+    if (Status status = net::read_full(c.fd.get(), bytes, net::kNoDeadline); !status) {
+      log().debug("page server {}: {} left: {}", address_, c.peer, status.to_string());
+      return false;
+    }
+    return true;
   }
 
   void serve_v2(Connection& c) {
@@ -361,10 +353,6 @@ class PageServer::Impl {
 };
 
 Result<std::unique_ptr<PageServer>> PageServer::start(const PageServerOptions& options) {
-  if (options.max_clients <= 0) {
-    return invalid_argument(
-        fmt::format("page server: max_clients must be positive, not {}", options.max_clients));
-  }
   auto source = open_file_page_source(options.mem_file, options.ram_start);
   if (!source) return source.status();
   struct stat st {};
