@@ -21,12 +21,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(!request.status().message().empty());
     return 0;
   }
-  const uint64_t ipa = request->ipa;
+  const Gpa gpa = request->gpa;
   const uint64_t page_size = request->page_size;
   FUZZ_CHECK(std::has_single_bit(page_size));
   FUZZ_CHECK(page_size >= wire::kMinWirePageSize && page_size <= wire::kMaxWirePageSize);
-  FUZZ_CHECK(ipa % page_size == 0);
-  FUZZ_CHECK(ipa + page_size > ipa);  // the last byte, ipa + page_size - 1, does not wrap
+  FUZZ_CHECK(gpa % page_size == 0);
+  FUZZ_CHECK(gpa + page_size > gpa);  // the last byte, gpa + page_size - 1, does not wrap
   FUZZ_CHECK(wire::validate_page_request(*request).is_ok());
   FUZZ_CHECK(wire::encode_page_request(*request) == bytes);
   // The reply header the server sends for it is the one the client accepts.

@@ -92,14 +92,14 @@ Expected expect(std::span<const std::byte> input, const std::vector<std::byte>& 
   Expected e;
   for (size_t at = 0; input.size() - at >= wire::kRequestSize; at += wire::kRequestSize) {
     auto request = wire::decode_page_request(input.subspan(at).first<wire::kRequestSize>());
-    if (!request || request->ipa < kRamStart || request->ipa - kRamStart > kFileSize ||
-        request->page_size > kFileSize - (request->ipa - kRamStart)) {
+    if (!request || request->gpa < kRamStart || request->gpa - kRamStart > kFileSize ||
+        request->page_size > kFileSize - (request->gpa - kRamStart)) {
       e.bad_requests = 1;
       break;
     }
     const auto header = wire::encode_reply_header(*request);
     e.stream.insert(e.stream.end(), header.begin(), header.end());
-    const auto page = image.begin() + static_cast<std::ptrdiff_t>(request->ipa - kRamStart);
+    const auto page = image.begin() + static_cast<std::ptrdiff_t>(request->gpa - kRamStart);
     e.stream.insert(e.stream.end(), page, page + static_cast<std::ptrdiff_t>(request->page_size));
     ++e.requests;
     e.bytes += request->page_size;

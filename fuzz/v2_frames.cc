@@ -48,10 +48,10 @@ void one_frame(v2::FrameType type, std::span<const std::byte> frame,
       FUZZ_CHECK(same(v2::encode(*request), frame));
       // What the server then checks: inside a 1 GiB image of 4 KiB pages.
       Status range =
-          v2::check_range(request->ipa, request->length, 4096, 0, 1ull << 30, v2::kMaxRange);
+          v2::check_range(request->gpa, request->length, 4096, 0, 1ull << 30, v2::kMaxRange);
       if (range.is_ok()) {
         FUZZ_CHECK(request->length % 4096 == 0 && request->length <= v2::kMaxRange);
-        FUZZ_CHECK(request->ipa + request->length <= (1ull << 30));
+        FUZZ_CHECK(request->gpa + request->length <= (1ull << 30));
       }
       return;
     }

@@ -54,7 +54,7 @@ class FaultServerSocketTest : public ::testing::TestWithParam<Transport> {
     if (!testing::copy_catching_sigbus(bytes.data(), memory_->data() + page * kPage, kPage)) {
       return false;
     }
-    auto expected = served_.expected(served_.page_ipa(page));
+    auto expected = served_.expected(served_.page_gpa(page));
     EXPECT_TRUE(std::equal(bytes.begin(), bytes.end(), expected.begin())) << "page " << page;
     return true;
   }
@@ -86,7 +86,7 @@ TEST_P(FaultServerSocketTest, EightThreadsFaultingRandomPagesOf256MiBSeeEveryByt
                                            kPage)) {
           continue;
         }
-        auto expected = served_.expected(served_.page_ipa(order[i]));
+        auto expected = served_.expected(served_.page_gpa(order[i]));
         if (std::equal(bytes.begin(), bytes.end(), expected.begin())) right.fetch_add(1);
       }
     });

@@ -57,9 +57,9 @@ class NetworkSourceTest : public ::testing::TestWithParam<Transport> {
   // Fetches [first, first + count) pages and checks every byte.
   void FetchAndCheck(NetworkPageSource& source, uint64_t first, uint64_t count) {
     std::vector<std::byte> buf(count * kPage, std::byte{0xee});
-    auto kind = source.fetch(served_.page_ipa(first), buf);
+    auto kind = source.fetch(served_.page_gpa(first), buf);
     ASSERT_TRUE(kind.is_ok()) << kind.status().to_string();
-    auto expected = served_.expected(served_.page_ipa(first), buf.size());
+    auto expected = served_.expected(served_.page_gpa(first), buf.size());
     if (*kind == PageKind::kZero) {
       EXPECT_TRUE(std::all_of(expected.begin(), expected.end(),
                               [](std::byte b) { return b == std::byte{0}; }))
@@ -146,7 +146,7 @@ TEST_P(NetworkSourceTest, SendsZeroPagesAsAFlag) {
   std::vector<std::byte> buf(kPage, std::byte{0xee});
   uint64_t zero_page = 0;
   while (!served_.is_zero_page(zero_page)) ++zero_page;
-  auto kind = source->fetch(served_.page_ipa(zero_page), buf);
+  auto kind = source->fetch(served_.page_gpa(zero_page), buf);
   ASSERT_TRUE(kind.is_ok()) << kind.status().to_string();
   EXPECT_EQ(*kind, PageKind::kZero);
   EXPECT_EQ(source->stats().zero_bytes, kPage);
@@ -174,7 +174,7 @@ TEST_P(NetworkSourceTest, ARequestOutsideTheImageIsAPermanentError) {
   auto source = Connect(served_.server->address());
   ASSERT_TRUE(source);
   std::vector<std::byte> buf(kPage);
-  auto kind = source->fetch(served_.page_ipa(16), buf);
+  auto kind = source->fetch(served_.page_gpa(16), buf);
   ASSERT_FALSE(kind.is_ok());
   EXPECT_EQ(kind.status().code(), ErrorCode::kOutOfRange) << kind.status().to_string();
   FetchAndCheck(*source, 15, 1);  // and the connection still works
@@ -226,7 +226,7 @@ TEST_P(NetworkSourceTest, GivesUpWithAClearErrorWhenTheServerStaysAway) {
   ASSERT_TRUE(source);
   served_.server.reset();
   std::vector<std::byte> buf(kPage);
-  auto kind = source->fetch(served_.page_ipa(1), buf);
+  auto kind = source->fetch(served_.page_gpa(1), buf);
   ASSERT_FALSE(kind.is_ok());
   EXPECT_EQ(kind.status().code(), ErrorCode::kUnavailable) << kind.status().to_string();
   EXPECT_NE(kind.status().message().find("no connection"), std::string::npos)
@@ -314,9 +314,9 @@ class NetworkSourceTlsTest : public ::testing::Test {
 void FetchEverything(const ServedImage& served, NetworkPageSource& source) {
   std::vector<std::byte> buf(64 * kPage);
   for (uint64_t first = 0; first < served.pages(); first += 64) {
-    auto kind = source.fetch(served.page_ipa(first), buf);
+    auto kind = source.fetch(served.page_gpa(first), buf);
     ASSERT_TRUE(kind.is_ok()) << kind.status().to_string();
-    auto expected = served.expected(served.page_ipa(first), buf.size());
+    auto expected = served.expected(served.page_gpa(first), buf.size());
     if (*kind == PageKind::kData) {
       ASSERT_TRUE(std::equal(buf.begin(), buf.end(), expected.begin())) << "page " << first;
     }
@@ -382,7 +382,7 @@ TEST_P(NetworkSourceTest, PushMakesEverythingResidentWhileFaultsAreServed) {
       std::mt19937_64 rng(static_cast<uint64_t>(t) + 1);
       for (int i = 0; i < 300; ++i) {
         const uint64_t page = rng() % served_.pages();
-        auto expected = served_.expected(served_.page_ipa(page));
+        auto expected = served_.expected(served_.page_gpa(page));
         ASSERT_EQ(std::memcmp(memory.data() + page * kPage, expected.data(), kPage), 0)
             << "page " << page;
       }

@@ -46,22 +46,22 @@ class RawClient {
     if (fd) fd_ = std::move(*fd);
   }
 
-  Status send_request(uint64_t ipa, uint64_t page_size) {
-    return net::write_full(fd_.get(), wire::encode_page_request({ipa, page_size}),
+  Status send_request(Gpa gpa, uint64_t page_size) {
+    return net::write_full(fd_.get(), wire::encode_page_request({gpa, page_size}),
                            net::deadline_after(kPatience));
   }
 
   // Fetches a page and checks it against the image, header and every byte.
   void expect_page(const ServedImage& served, uint64_t page) {
-    const uint64_t ipa = served.page_ipa(page);
-    ASSERT_TRUE(send_request(ipa, kPage));
+    const Gpa gpa = served.page_gpa(page);
+    ASSERT_TRUE(send_request(gpa, kPage));
     wire::ReplyHeaderBytes header;
     std::vector<std::byte> payload(kPage);
     const auto deadline = net::deadline_after(kPatience);
     ASSERT_TRUE(net::read_full(fd_.get(), header, deadline));
-    ASSERT_TRUE(wire::check_reply_header(header, {ipa, kPage}));
+    ASSERT_TRUE(wire::check_reply_header(header, {gpa, kPage}));
     ASSERT_TRUE(net::read_full(fd_.get(), payload, deadline));
-    auto expected = served.expected(ipa);
+    auto expected = served.expected(gpa);
     ASSERT_TRUE(std::equal(payload.begin(), payload.end(), expected.begin()))
         << "page " << page << " differs from the file";
   }
@@ -110,15 +110,15 @@ TEST_P(PageServerTest, BadRequestClosesOnlyThatConnection) {
   good.expect_page(served, 0);
 
   const wire::PageRequest bad_requests[] = {
-      {served.page_ipa(1) + 512, kPage},  // misaligned
-      {served.page_ipa(1), 3000},         // page size the wire does not carry
-      {served.page_ipa(16), kPage},       // past the end of the file
+      {served.page_gpa(1) + 512, kPage},  // misaligned
+      {served.page_gpa(1), 3000},         // page size the wire does not carry
+      {served.page_gpa(16), kPage},       // past the end of the file
       {0, kPage},                         // below ram_start
   };
   for (const auto& request : bad_requests) {
     RawClient bad(served.server->address());
-    ASSERT_TRUE(bad.send_request(request.ipa, request.page_size));
-    EXPECT_TRUE(bad.sees_hang_up()) << "ipa " << request.ipa << " size " << request.page_size;
+    ASSERT_TRUE(bad.send_request(request.gpa, request.page_size));
+    EXPECT_TRUE(bad.sees_hang_up()) << "gpa " << request.gpa << " size " << request.page_size;
     good.expect_page(served, 3);
   }
   EXPECT_EQ(served.server->stats().bad_requests, std::size(bad_requests));

@@ -28,7 +28,7 @@ TEST(PageWireTest, ValidRequestsRoundTrip) {
         PageRequest{0x10000, 0x10000}, PageRequest{~uint64_t{0} - 2 * k4K + 1, k4K}}) {
     auto decoded = round_trip(request);
     ASSERT_TRUE(decoded) << decoded.status().to_string();
-    EXPECT_EQ(decoded->ipa, request.ipa);
+    EXPECT_EQ(decoded->gpa, request.gpa);
     EXPECT_EQ(decoded->page_size, request.page_size);
   }
 }

@@ -51,13 +51,13 @@ class FlakySource final : public PageSource {
  public:
   FlakySource(std::unique_ptr<PageSource> inner, int failures, ErrorCode code)
       : inner_(std::move(inner)), failures_left_(failures), code_(code) {}
-  Result<PageKind> fetch(uint64_t ipa, std::span<std::byte> dest) override {
+  Result<PageKind> fetch(Gpa gpa, std::span<std::byte> dest) override {
     ++calls;
     if (failures_left_ > 0) {
       --failures_left_;
       return Status(code_, "injected failure: peer went away");
     }
-    return inner_->fetch(ipa, dest);
+    return inner_->fetch(gpa, dest);
   }
   std::string describe() const override { return "flaky " + inner_->describe(); }
   std::atomic<int> calls{0};
@@ -71,11 +71,11 @@ class FlakySource final : public PageSource {
 TEST_F(PagerTest, ContainsIpaOnlyInsideRegisteredRegions) {
   auto pager = make_pager();
   ASSERT_TRUE(pager->register_region(kRamStart, 16 * kPage).is_ok());
-  EXPECT_TRUE(pager->contains_ipa(kRamStart));
-  EXPECT_TRUE(pager->contains_ipa(kRamStart + 16 * kPage - 1));
-  EXPECT_FALSE(pager->contains_ipa(kRamStart + 16 * kPage));
-  EXPECT_FALSE(pager->contains_ipa(kRamStart - 1));
-  EXPECT_FALSE(pager->contains_ipa(0));
+  EXPECT_TRUE(pager->contains_gpa(kRamStart));
+  EXPECT_TRUE(pager->contains_gpa(kRamStart + 16 * kPage - 1));
+  EXPECT_FALSE(pager->contains_gpa(kRamStart + 16 * kPage));
+  EXPECT_FALSE(pager->contains_gpa(kRamStart - 1));
+  EXPECT_FALSE(pager->contains_gpa(0));
 }
 
 TEST_F(PagerTest, RegisterRegionRejectsEmptyRegion) {
@@ -130,7 +130,7 @@ TEST_F(PagerTest, ServeFaultAlignsDownAndReturnsThePagesBytes) {
   std::vector<std::byte> dest(kPage);
   auto served = pager->serve_fault(kRamStart + 6 * kPage + 4095, kPage, dest);
   ASSERT_TRUE(served.is_ok());
-  EXPECT_EQ(served->page_ipa, kRamStart + 6 * kPage);
+  EXPECT_EQ(served->page_gpa, kRamStart + 6 * kPage);
   EXPECT_EQ(served->kind, PageKind::kData);
 }
 
@@ -239,12 +239,12 @@ TEST_F(PagerTest, ShutdownDuringRetriesAbandonsTheFault) {
 
 class RecordingSink final : public PageSink {
  public:
-  Status install(uint64_t page_ipa, uint64_t page_size, std::span<const std::byte> bytes) override {
-    pages.push_back({page_ipa, page_size, std::vector<std::byte>(bytes.begin(), bytes.end())});
+  Status install(Gpa page_gpa, uint64_t page_size, std::span<const std::byte> bytes) override {
+    pages.push_back({page_gpa, page_size, std::vector<std::byte>(bytes.begin(), bytes.end())});
     return Status::ok();
   }
   struct Installed {
-    uint64_t ipa;
+    Gpa gpa;
     uint64_t size;
     std::vector<std::byte> bytes;
   };
@@ -263,7 +263,7 @@ TEST_F(PagerTest, PrewarmServesEveryPageOfTheListThroughTheSink) {
   ASSERT_EQ(sink.pages.size(), 5u);  // 3 kernel-text pages, the stack, the fdt
   const uint64_t expected_pages[] = {2, 3, 4, 10, 15};
   for (size_t i = 0; i < 5; ++i) {
-    EXPECT_EQ(sink.pages[i].ipa, kRamStart + expected_pages[i] * kPage);
+    EXPECT_EQ(sink.pages[i].gpa, kRamStart + expected_pages[i] * kPage);
     if (expected_pages[i] == 15) {
       EXPECT_TRUE(sink.pages[i].bytes.empty());  // a zero page, installed without bytes
     } else {

@@ -45,9 +45,9 @@ bool contains(const Status& status, std::string_view text) {
 // Fetches page `page` and checks every byte and the reported kind.
 void expect_page_served(PageSource& source, const ServedImage& served, uint64_t page) {
   std::vector<std::byte> buf(kPage, std::byte{0xAA});
-  auto kind = source.fetch(served.page_ipa(page), buf);
+  auto kind = source.fetch(served.page_gpa(page), buf);
   ASSERT_TRUE(kind) << "page " << page << ": " << kind.status().to_string();
-  ASSERT_TRUE(std::equal(buf.begin(), buf.end(), served.expected(served.page_ipa(page)).begin()))
+  ASSERT_TRUE(std::equal(buf.begin(), buf.end(), served.expected(served.page_gpa(page)).begin()))
       << "page " << page << " differs from the file";
   EXPECT_EQ(*kind, served.is_zero_page(page) ? PageKind::kZero : PageKind::kData)
       << "page " << page;
@@ -77,10 +77,10 @@ TEST_P(SocketPageSourceTest, LargerPagesAreServedWhole) {
   auto source = connect_source(served.server->address());
   ASSERT_TRUE(source);
   std::vector<std::byte> buf(0x10000);
-  const uint64_t ipa = ServedImage::kRamStart + 0x10000;
-  auto kind = source->fetch(ipa, buf);
+  const Gpa gpa = ServedImage::kRamStart + 0x10000;
+  auto kind = source->fetch(gpa, buf);
   ASSERT_TRUE(kind) << kind.status().to_string();
-  auto expected = served.expected(ipa, buf.size());
+  auto expected = served.expected(gpa, buf.size());
   EXPECT_TRUE(std::equal(buf.begin(), buf.end(), expected.begin()));
 }
 
@@ -92,14 +92,14 @@ TEST_P(SocketPageSourceTest, RangesOfAnyWholeNumberOfPagesArriveAsPipelinedReque
   // Three pages from an odd page, and 3 MiB (more than one request can carry).
   for (auto [first_page, pages] : {std::pair<uint64_t, uint64_t>{5, 3}, {0, 768}, {17, 700}}) {
     std::vector<std::byte> buf(pages * kPage);
-    auto kind = source->fetch(served_.page_ipa(first_page), buf);
+    auto kind = source->fetch(served_.page_gpa(first_page), buf);
     ASSERT_TRUE(kind) << kind.status().to_string();
-    auto expected = served_.expected(served_.page_ipa(first_page), pages * kPage);
+    auto expected = served_.expected(served_.page_gpa(first_page), pages * kPage);
     EXPECT_TRUE(std::equal(buf.begin(), buf.end(), expected.begin(), expected.end()))
         << first_page << "+" << pages;
   }
   std::vector<std::byte> partial(kPage + 100);
-  EXPECT_EQ(source->fetch(served_.page_ipa(0), partial).status().code(),
+  EXPECT_EQ(source->fetch(served_.page_gpa(0), partial).status().code(),
             ErrorCode::kInvalidArgument);
 }
 
@@ -129,9 +129,9 @@ TEST_P(SocketPageSourceTest, PageOutsideTheFileFailsClearlyWhileOthersAreServed)
   expect_page_served(*source, served, 1);  // leaves an idle connection in the pool
 
   std::vector<std::byte> buf(kPage);
-  for (uint64_t ipa : {served.page_ipa(served.pages()), ServedImage::kRamStart - kPage}) {
-    auto kind = source->fetch(ipa, buf);
-    ASSERT_FALSE(kind) << "address " << ipa << " outside the file was served";
+  for (Gpa gpa : {served.page_gpa(served.pages()), ServedImage::kRamStart - kPage}) {
+    auto kind = source->fetch(gpa, buf);
+    ASSERT_FALSE(kind) << "address " << gpa << " outside the file was served";
     EXPECT_TRUE(contains(kind.status(), served.server->address())) << kind.status().to_string();
     EXPECT_TRUE(contains(kind.status(), "cannot serve")) << kind.status().to_string();
   }
@@ -154,7 +154,7 @@ TEST_P(SocketPageSourceTest, ReconnectsAfterTheServerRestartsOnTheSameAddress) {
   // The pooled connection died with the old server. The source may report that
   // once (retryably, the Pager retries); it must then reach the new server.
   std::vector<std::byte> buf(kPage);
-  auto kind = source->fetch(second.page_ipa(3), buf);
+  auto kind = source->fetch(second.page_gpa(3), buf);
   if (!kind) {
     EXPECT_TRUE(kind.status().is_retryable()) << kind.status().to_string();
   }
@@ -257,7 +257,7 @@ TEST_P(MisbehavingServerTest, WrongEchoIsAProtocolError) {
   Status status = fetch_from([](int fd) {
     wire::PageRequest request = read_request(fd);
     std::vector<std::byte> reply(wire::kReplyHeaderSize + kPage, std::byte{1});
-    const auto header = wire::encode_reply_header({request.ipa + kPage, request.page_size});
+    const auto header = wire::encode_reply_header({request.gpa + kPage, request.page_size});
     std::copy(header.begin(), header.end(), reply.begin());
     send_unless_client_left(fd, reply);
   });

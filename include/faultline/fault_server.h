@@ -40,9 +40,9 @@
 namespace faultline {
 
 // Host memory at [host_addr, host_addr + size) backs guest-physical
-// [guest_base, guest_base + size), in pages of page_size bytes.
+// [gpa, gpa + size), in pages of page_size bytes.
 struct GuestMapping {
-  uint64_t guest_base = 0;
+  Gpa gpa = 0;
   void* host_addr = nullptr;
   uint64_t size = 0;
   uint64_t page_size = kMinPageSize;
@@ -130,12 +130,12 @@ class FaultServer : public PageSink, public PushTarget {
   Status prewarm();
 
   // PageSink: install one page at its guest address (used by prewarm).
-  Status install(uint64_t page_ipa, uint64_t page_size, std::span<const std::byte> bytes) override;
+  Status install(Gpa page_gpa, uint64_t page_size, std::span<const std::byte> bytes) override;
 
   // PushTarget: install pages a network source pushed unasked (pages present
   // already are left alone); whether a page is present.
-  Status install_pushed(uint64_t ipa, uint64_t length, std::span<const std::byte> bytes) override;
-  bool holds_page(uint64_t ipa) const override;
+  Status install_pushed(Gpa gpa, uint64_t length, std::span<const std::byte> bytes) override;
+  bool holds_page(Gpa gpa) const override;
   // Whether every page of every mapping is present (installed or removed);
   // the first time it is, stats().fully_resident_ns is set. O(pages).
   bool everything_resident();

@@ -27,12 +27,11 @@ namespace faultline {
 class PushTarget {
  public:
   virtual ~PushTarget() = default;
-  // Installs guest-physical [ipa, ipa + length): `bytes` (length bytes), or
+  // Installs guest-physical [gpa, gpa + length): `bytes` (length bytes), or
   // zeros when `bytes` is empty. Pages already present are left as they are.
-  virtual Status install_pushed(uint64_t ipa, uint64_t length,
-                                std::span<const std::byte> bytes) = 0;
-  // Whether the page at `ipa` is present (never asked for, never pushed again).
-  virtual bool holds_page(uint64_t ipa) const = 0;
+  virtual Status install_pushed(Gpa gpa, uint64_t length, std::span<const std::byte> bytes) = 0;
+  // Whether the page at `gpa` is present (never asked for, never pushed again).
+  virtual bool holds_page(Gpa gpa) const = 0;
 };
 
 struct TlsClientOptions {
@@ -81,7 +80,7 @@ class NetworkPageSource : public PageSource {
                                                             NetworkSourceOptions options = {});
   ~NetworkPageSource() override;
 
-  Result<PageKind> fetch(uint64_t ipa, std::span<std::byte> dest) override;
+  Result<PageKind> fetch(Gpa gpa, std::span<std::byte> dest) override;
   std::string describe() const override;
 
   const RemoteImage& image() const;

@@ -13,6 +13,12 @@
 
 namespace faultline {
 
+// A guest-physical address (GPA): where a byte sits in the guest's physical
+// memory as the VM sees it (KVM's guest_phys_addr; Arm calls it an IPA). Every
+// address in this API is one unless its name says host. Variables holding one
+// are named `gpa`.
+using Gpa = uint64_t;
+
 enum class PageKind {
   kData,  // `dest` holds the bytes
   kZero,  // every byte is zero; `dest` may not have been written
@@ -22,11 +28,11 @@ class PageSource {
  public:
   virtual ~PageSource() = default;
 
-  // Fills `dest` with the bytes of guest-physical range [ipa, ipa + dest.size()).
+  // Fills `dest` with the bytes of guest-physical range [gpa, gpa + dest.size()).
   // Safe to call from several threads at once. Never pads a short read: a range
   // the source cannot produce in full is an error. kOutOfRange marks addresses
   // the source does not hold (permanent); retryable codes mark transient trouble.
-  virtual Result<PageKind> fetch(uint64_t ipa, std::span<std::byte> dest) = 0;
+  virtual Result<PageKind> fetch(Gpa gpa, std::span<std::byte> dest) = 0;
 
   // A short human name for logs and errors: "file /snap/mem (ram_start 0x0)".
   virtual std::string describe() const = 0;
@@ -53,7 +59,7 @@ struct SocketSourceOptions {
 };
 
 // A client of `faultline serve-pages`, speaking the seed's v1 wire shape:
-// request <u64 LE ipa><u64 LE page_size>; reply echoes both, then exactly
+// request <u64 LE gpa><u64 LE page_size>; reply echoes both, then exactly
 // page_size bytes. `address` is "unix:PATH" or "tcp:HOST:PORT". Concurrent
 // fetches each use their own connection from a pool; connecting is lazy.
 // v1 has no error reply: the server hangs up on a request it cannot serve, which

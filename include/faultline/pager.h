@@ -67,15 +67,14 @@ class PageSink {
  public:
   virtual ~PageSink() = default;
   // `bytes` is empty when the page is all zero.
-  virtual Status install(uint64_t page_ipa, uint64_t page_size,
-                         std::span<const std::byte> bytes) = 0;
+  virtual Status install(Gpa page_gpa, uint64_t page_size, std::span<const std::byte> bytes) = 0;
 };
 
 // The outcome of one served fault.
 struct ServedPage {
-  uint64_t page_ipa = 0;  // the faulting address aligned down to the page
+  Gpa page_gpa = 0;  // the faulting address aligned down to the page
   PageKind kind = PageKind::kData;
-  uint64_t length = 0;  // bytes fetched from page_ipa on: the page, or a window
+  uint64_t length = 0;  // bytes fetched from page_gpa on: the page, or a window
 };
 
 class Pager;
@@ -103,26 +102,26 @@ class Pager : public std::enable_shared_from_this<Pager> {
   Status prewarm();
   Status prewarm(PageSink& sink);
 
-  // Serve one fault: align `ipa` down to `page_size` (a power of two, at least
+  // Serve one fault: align `gpa` down to `page_size` (a power of two, at least
   // 4 KiB), fetch the page into `dest` (at least page_size bytes) and count it.
   // When the result is kZero, `dest` may not have been written. kOutOfRegion
   // outside every region; kSource (with the source's message) when the source
   // failed after every retry; kShutdown if shutdown came during retries.
   // No allocation and no exception on success.
-  Result<ServedPage> serve_fault(uint64_t ipa, uint64_t page_size, std::span<std::byte> dest);
+  Result<ServedPage> serve_fault(Gpa gpa, uint64_t page_size, std::span<std::byte> dest);
   // Fault-around: serve the faulting page and the pages after it, up to
   // `window` bytes (a multiple of page_size; clipped to the region and to
   // `dest`), in one fetch. Counts one fault and window / page_size - 1 pages
   // around it. kZero only when the whole window is zero.
-  Result<ServedPage> serve_fault(uint64_t ipa, uint64_t page_size, uint64_t window,
+  Result<ServedPage> serve_fault(Gpa gpa, uint64_t page_size, uint64_t window,
                                  std::span<std::byte> dest);
-  // Background fill: fetch [ipa, ipa + dest.size()) (inside one region) for a
+  // Background fill: fetch [gpa, gpa + dest.size()) (inside one region) for a
   // backend installing pages nobody has asked for yet. Counted apart from faults.
-  Result<PageKind> fetch_ahead(uint64_t ipa, std::span<std::byte> dest);
+  Result<PageKind> fetch_ahead(Gpa gpa, std::span<std::byte> dest);
   // The seed's shape: the page's bytes, zero pages included.
-  Result<std::vector<std::byte>> serve_fault(uint64_t ipa, uint64_t page_size);
+  Result<std::vector<std::byte>> serve_fault(Gpa gpa, uint64_t page_size);
 
-  bool contains_ipa(uint64_t ipa) const;
+  bool contains_gpa(Gpa gpa) const;
   // True if the whole of [base, base + size) lies inside one region.
   bool contains_range(uint64_t base, uint64_t size) const;
   std::vector<GuestRange> regions() const;
@@ -149,7 +148,7 @@ class Pager : public std::enable_shared_from_this<Pager> {
   class RegionTable;
 
   Pager(std::unique_ptr<PageSource> source, PagerConfig config);
-  Result<PageKind> fetch_with_retry(uint64_t page_ipa, std::span<std::byte> dest);
+  Result<PageKind> fetch_with_retry(Gpa page_gpa, std::span<std::byte> dest);
   Status prewarm_into(PageSink* sink);
 
   std::unique_ptr<PageSource> source_;

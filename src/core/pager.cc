@@ -56,8 +56,8 @@ Status Pager::register_region(uint64_t base, uint64_t size) {
   return regions_->add(base, size);
 }
 
-bool Pager::contains_ipa(uint64_t ipa) const {
-  return regions_->contains(ipa);
+bool Pager::contains_gpa(Gpa gpa) const {
+  return regions_->contains(gpa);
 }
 
 bool Pager::contains_range(uint64_t base, uint64_t size) const {
@@ -68,30 +68,30 @@ std::vector<GuestRange> Pager::regions() const {
   return regions_->snapshot();
 }
 
-Result<PageKind> Pager::fetch_with_retry(uint64_t page_ipa, std::span<std::byte> dest) {
+Result<PageKind> Pager::fetch_with_retry(Gpa page_gpa, std::span<std::byte> dest) {
   const auto start = std::chrono::steady_clock::now();
   const RetryPolicy& policy = config_.source_retry;
   auto backoff = policy.initial_backoff;
   for (int attempt = 1;; ++attempt) {
-    Result<PageKind> fetched = source_->fetch(page_ipa, dest);
+    Result<PageKind> fetched = source_->fetch(page_gpa, dest);
     if (fetched.is_ok()) return fetched;
     const Status& error = fetched.status();
     const auto elapsed = std::chrono::steady_clock::now() - start;
     if (!error.is_retryable() || elapsed + backoff > policy.deadline) {
       return Status(
           ErrorCode::kSource,
-          fmt::format("page {:#x}: {} (gave up after {} attempt{} in {} ms)", page_ipa,
+          fmt::format("page {:#x}: {} (gave up after {} attempt{} in {} ms)", page_gpa,
                       error.to_string(), attempt, attempt == 1 ? "" : "s",
                       std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()));
     }
     if (shutdown_requested()) {
       return Status(ErrorCode::kShutdown,
-                    fmt::format("page {:#x}: shutdown while retrying after: {}", page_ipa,
+                    fmt::format("page {:#x}: shutdown while retrying after: {}", page_gpa,
                                 error.to_string()));
     }
     counters_->source_retries.fetch_add(1, std::memory_order_relaxed);
     if (attempt == 1) {
-      log().warn("page {:#x}: {}; retrying for up to {} ms", page_ipa, error.to_string(),
+      log().warn("page {:#x}: {}; retrying for up to {} ms", page_gpa, error.to_string(),
                  policy.deadline.count());
     }
     std::this_thread::sleep_for(backoff);
@@ -99,11 +99,11 @@ Result<PageKind> Pager::fetch_with_retry(uint64_t page_ipa, std::span<std::byte>
   }
 }
 
-Result<ServedPage> Pager::serve_fault(uint64_t ipa, uint64_t page_size, std::span<std::byte> dest) {
-  return serve_fault(ipa, page_size, page_size, dest);
+Result<ServedPage> Pager::serve_fault(Gpa gpa, uint64_t page_size, std::span<std::byte> dest) {
+  return serve_fault(gpa, page_size, page_size, dest);
 }
 
-Result<ServedPage> Pager::serve_fault(uint64_t ipa, uint64_t page_size, uint64_t window,
+Result<ServedPage> Pager::serve_fault(Gpa gpa, uint64_t page_size, uint64_t window,
                                       std::span<std::byte> dest) {
   const auto start = std::chrono::steady_clock::now();
   if (!is_valid_page_size(page_size)) {
@@ -114,24 +114,24 @@ Result<ServedPage> Pager::serve_fault(uint64_t ipa, uint64_t page_size, uint64_t
     return invalid_argument(
         fmt::format("buffer of {} bytes cannot hold a page of {} bytes", dest.size(), page_size));
   }
-  const uint64_t page_ipa = ipa & ~(page_size - 1);
-  if (!regions_->contains_range(page_ipa, page_size)) {
+  const Gpa page_gpa = gpa & ~(page_size - 1);
+  if (!regions_->contains_range(page_gpa, page_size)) {
     counters_->out_of_region.fetch_add(1, std::memory_order_relaxed);
     return Status(ErrorCode::kOutOfRegion,
                   fmt::format("fault at {:#x}: page [{:#x}, +{:#x}) is outside every registered "
                               "region",
-                              ipa, page_ipa, page_size));
+                              gpa, page_gpa, page_size));
   }
   window = std::clamp<uint64_t>(window, page_size, dest.size());
-  uint64_t length = regions_->room_after(page_ipa, window) & ~(page_size - 1);
+  uint64_t length = regions_->room_after(page_gpa, window) & ~(page_size - 1);
   // The pages around are a bonus: one try for the window, and if that fails
   // (it may reach where the source cannot), the faulting page alone gets the
   // full retry policy.
   Result<PageKind> fetched = Status(ErrorCode::kUnavailable, "not fetched");
-  if (length > page_size) fetched = source_->fetch(page_ipa, dest.first(length));
+  if (length > page_size) fetched = source_->fetch(page_gpa, dest.first(length));
   if (!fetched.is_ok()) {
     length = page_size;
-    fetched = fetch_with_retry(page_ipa, dest.first(length));
+    fetched = fetch_with_retry(page_gpa, dest.first(length));
   }
   if (!fetched.is_ok()) {
     counters_->source_errors.fetch_add(1, std::memory_order_relaxed);
@@ -144,16 +144,16 @@ Result<ServedPage> Pager::serve_fault(uint64_t ipa, uint64_t page_size, uint64_t
     counters_->zero_pages.fetch_add(length / page_size, std::memory_order_relaxed);
   }
   counters_->fault_latency.record(nanos_since(start));
-  return ServedPage{page_ipa, *fetched, length};
+  return ServedPage{page_gpa, *fetched, length};
 }
 
-Result<PageKind> Pager::fetch_ahead(uint64_t ipa, std::span<std::byte> dest) {
-  if (dest.empty() || !regions_->contains_range(ipa, dest.size())) {
+Result<PageKind> Pager::fetch_ahead(Gpa gpa, std::span<std::byte> dest) {
+  if (dest.empty() || !regions_->contains_range(gpa, dest.size())) {
     return Status(
         ErrorCode::kOutOfRegion,
-        fmt::format("background fetch [{:#x}, +{:#x}) is not inside one region", ipa, dest.size()));
+        fmt::format("background fetch [{:#x}, +{:#x}) is not inside one region", gpa, dest.size()));
   }
-  Result<PageKind> fetched = fetch_with_retry(ipa, dest);
+  Result<PageKind> fetched = fetch_with_retry(gpa, dest);
   if (!fetched.is_ok()) {
     counters_->source_errors.fetch_add(1, std::memory_order_relaxed);
     return fetched.status();
@@ -163,12 +163,12 @@ Result<PageKind> Pager::fetch_ahead(uint64_t ipa, std::span<std::byte> dest) {
   return fetched;
 }
 
-Result<std::vector<std::byte>> Pager::serve_fault(uint64_t ipa, uint64_t page_size) {
+Result<std::vector<std::byte>> Pager::serve_fault(Gpa gpa, uint64_t page_size) {
   if (!is_valid_page_size(page_size)) {
-    return serve_fault(ipa, page_size, std::span<std::byte>{}).status();
+    return serve_fault(gpa, page_size, std::span<std::byte>{}).status();
   }
   std::vector<std::byte> page(page_size);
-  Result<ServedPage> served = serve_fault(ipa, page_size, page);
+  Result<ServedPage> served = serve_fault(gpa, page_size, page);
   if (!served.is_ok()) return served.status();
   if (served->kind == PageKind::kZero) std::fill(page.begin(), page.end(), std::byte{0});
   return page;

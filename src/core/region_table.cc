@@ -34,8 +34,8 @@ Status Pager::RegionTable::add(uint64_t base, uint64_t size) {
   return Status::ok();
 }
 
-bool Pager::RegionTable::contains(uint64_t ipa) const {
-  return contains_range(ipa, 1);
+bool Pager::RegionTable::contains(Gpa gpa) const {
+  return contains_range(gpa, 1);
 }
 
 bool Pager::RegionTable::contains_range(uint64_t base, uint64_t size) const {

@@ -17,7 +17,7 @@ namespace faultline {
 class Pager::RegionTable {
  public:
   Status add(uint64_t base, uint64_t size);
-  bool contains(uint64_t ipa) const;
+  bool contains(Gpa gpa) const;
   bool contains_range(uint64_t base, uint64_t size) const;
   // How many of the `size` bytes from `base` lie in the region holding `base`.
   uint64_t room_after(uint64_t base, uint64_t size) const;

@@ -70,7 +70,7 @@ void FaultServer::Impl::apply_remap(uint64_t from, uint64_t to, uint64_t len) {
   }
   const uint64_t moved = std::min(len, m->host_end() - from);
   GuestMapping layout = m->layout;
-  layout.guest_base = m->guest_address(from);
+  layout.gpa = m->guest_address(from);
   layout.host_addr = reinterpret_cast<void*>(to);
   layout.size = moved;
   Result<Mapping*> alias = mappings_.add_alias(layout, m->allowed_ioctls);

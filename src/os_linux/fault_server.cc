@@ -68,20 +68,18 @@ Status FaultServer::Impl::map(const GuestMapping& m, bool register_with_uffd) {
                                         m.page_size, kMinPageSize, options_.max_page_size));
   }
   if (m.size == 0 || m.size % m.page_size != 0 || host % m.page_size != 0 ||
-      m.guest_base % m.page_size != 0) {
+      m.gpa % m.page_size != 0) {
     return invalid_argument(fmt::format(
         "mapping guest [{:#x}, +{:#x}) at host {:#x} is empty or not aligned to its page size "
         "{:#x}",
-        m.guest_base, m.size, host, m.page_size));
+        m.gpa, m.size, host, m.page_size));
   }
-  if (host + m.size < host || m.guest_base + m.size < m.guest_base) {
-    return invalid_argument(
-        fmt::format("mapping guest [{:#x}, +{:#x}) wraps", m.guest_base, m.size));
+  if (host + m.size < host || m.gpa + m.size < m.gpa) {
+    return invalid_argument(fmt::format("mapping guest [{:#x}, +{:#x}) wraps", m.gpa, m.size));
   }
-  if (!pager_->contains_range(m.guest_base, m.size)) {
-    return invalid_argument(
-        fmt::format("mapping guest [{:#x}, +{:#x}) is not inside one of the pager's regions",
-                    m.guest_base, m.size));
+  if (!pager_->contains_range(m.gpa, m.size)) {
+    return invalid_argument(fmt::format(
+        "mapping guest [{:#x}, +{:#x}) is not inside one of the pager's regions", m.gpa, m.size));
   }
   uint64_t ioctls = (uint64_t{1} << _UFFDIO_COPY) | (uint64_t{1} << _UFFDIO_WAKE);
   if (register_with_uffd) {
@@ -112,18 +110,18 @@ Status FaultServer::Impl::start() {
   return Status::ok();
 }
 
-Status FaultServer::Impl::install_guest_page(uint64_t page_ipa, uint64_t page_size,
+Status FaultServer::Impl::install_guest_page(Gpa page_gpa, uint64_t page_size,
                                              std::span<const std::byte> bytes) {
-  Mapping* m = mappings_.find_guest(page_ipa, page_size);
+  Mapping* m = mappings_.find_guest(page_gpa, page_size);
   if (m == nullptr || page_size != m->layout.page_size) {
     return invalid_argument(fmt::format(
-        "no mapping holds guest page [{:#x}, +{:#x}) with that page size", page_ipa, page_size));
+        "no mapping holds guest page [{:#x}, +{:#x}) with that page size", page_gpa, page_size));
   }
   if (!bytes.empty() && bytes.size() < page_size) {
     return invalid_argument(
         fmt::format("{} bytes given for a page of {}", bytes.size(), page_size));
   }
-  const uint64_t host = m->host_begin() + (page_ipa - m->layout.guest_base);
+  const uint64_t host = m->host_begin() + (page_gpa - m->layout.gpa);
   std::vector<std::byte> zeros(bytes.empty() ? page_size : 0);  // where ZEROPAGE is not allowed
   for (int attempt = 0;; ++attempt) {
     Result<Installed> r =
@@ -133,7 +131,7 @@ Status FaultServer::Impl::install_guest_page(uint64_t page_ipa, uint64_t page_si
     if (attempt > 10000) {
       return Status(
           ErrorCode::kTimeout,
-          fmt::format("installing guest page {:#x}: the address space kept changing", page_ipa));
+          fmt::format("installing guest page {:#x}: the address space kept changing", page_gpa));
     }
     std::this_thread::sleep_for(std::chrono::microseconds(100));
   }
@@ -244,16 +242,14 @@ Status FaultServer::start() {
 Status FaultServer::prewarm() {
   return impl_->pager_prewarm(*this);
 }
-Status FaultServer::install(uint64_t page_ipa, uint64_t page_size,
-                            std::span<const std::byte> bytes) {
-  return impl_->install_guest_page(page_ipa, page_size, bytes);
+Status FaultServer::install(Gpa page_gpa, uint64_t page_size, std::span<const std::byte> bytes) {
+  return impl_->install_guest_page(page_gpa, page_size, bytes);
 }
-Status FaultServer::install_pushed(uint64_t ipa, uint64_t length,
-                                   std::span<const std::byte> bytes) {
-  return impl_->install_pushed(ipa, length, bytes);
+Status FaultServer::install_pushed(Gpa gpa, uint64_t length, std::span<const std::byte> bytes) {
+  return impl_->install_pushed(gpa, length, bytes);
 }
-bool FaultServer::holds_page(uint64_t ipa) const {
-  return impl_->holds_page(ipa);
+bool FaultServer::holds_page(Gpa gpa) const {
+  return impl_->holds_page(gpa);
 }
 bool FaultServer::everything_resident() {
   return impl_->everything_resident();

@@ -37,10 +37,9 @@ class FaultServer::Impl {
   Status map(const GuestMapping& m, bool register_with_uffd);
   Status start();
   Status pager_prewarm(PageSink& sink) { return pager_->prewarm(sink); }
-  Status install_guest_page(uint64_t page_ipa, uint64_t page_size,
-                            std::span<const std::byte> bytes);
-  Status install_pushed(uint64_t ipa, uint64_t length, std::span<const std::byte> bytes);
-  bool holds_page(uint64_t ipa);
+  Status install_guest_page(Gpa page_gpa, uint64_t page_size, std::span<const std::byte> bytes);
+  Status install_pushed(Gpa gpa, uint64_t length, std::span<const std::byte> bytes);
+  bool holds_page(Gpa gpa);
   bool everything_resident();
   void request_shutdown();
   Status wait();

@@ -58,14 +58,13 @@ Result<Mapping*> MappingTable::append(const GuestMapping& layout, uint64_t allow
     const Mapping& m = mappings_[i];
     if (m.retired.load()) continue;
     const bool host_overlap = host < m.host_end() && m.host_begin() < host + layout.size;
-    const bool guest_overlap = layout.guest_base < m.layout.guest_base + m.layout.size &&
-                               m.layout.guest_base < layout.guest_base + layout.size;
+    const bool guest_overlap =
+        layout.gpa < m.layout.gpa + m.layout.size && m.layout.gpa < layout.gpa + layout.size;
     if (host_overlap || guest_overlap) {
       return invalid_argument(fmt::format(
           "mapping guest [{:#x}, +{:#x}) at host {:#x} overlaps the mapping of guest [{:#x}, "
           "+{:#x}) at host {:#x}",
-          layout.guest_base, layout.size, host, m.layout.guest_base, m.layout.size,
-          m.host_begin()));
+          layout.gpa, layout.size, host, m.layout.gpa, m.layout.size, m.host_begin()));
     }
   }
   if (n == kMaxMappings) {
@@ -91,7 +90,7 @@ Mapping* MappingTable::find_host(uint64_t host_addr) {
 Mapping* MappingTable::find_guest(uint64_t guest_addr, uint64_t size) {
   for (size_t i = count_.load(std::memory_order_acquire); i-- > 0;) {
     Mapping& m = mappings_[i];
-    const uint64_t base = m.layout.guest_base;
+    const uint64_t base = m.layout.gpa;
     if (!m.retired.load() && guest_addr >= base && guest_addr - base < m.layout.size &&
         size <= m.layout.size - (guest_addr - base)) {
       return &m;

@@ -43,7 +43,7 @@ struct Mapping {
     return (host_addr - host_begin()) / layout.page_size;
   }
   uint64_t guest_address(uint64_t host_addr) const {
-    return layout.guest_base + (host_addr - host_begin());
+    return layout.gpa + (host_addr - host_begin());
   }
   // Marks the pages overlapping [host_addr, host_addr + len) (clipped to the mapping).
   void mark_resident(uint64_t host_addr, uint64_t len);

@@ -8,11 +8,11 @@
 
 namespace faultline {
 
-Status FaultServer::Impl::install_pushed(uint64_t ipa, uint64_t length,
+Status FaultServer::Impl::install_pushed(Gpa gpa, uint64_t length,
                                          std::span<const std::byte> bytes) {
   if (!bytes.empty() && bytes.size() != length) {
     return invalid_argument(
-        fmt::format("pushed range [{:#x}, +{:#x}) carries {} bytes", ipa, length, bytes.size()));
+        fmt::format("pushed range [{:#x}, +{:#x}) carries {} bytes", gpa, length, bytes.size()));
   }
   std::lock_guard lock(push_mu_);
   if (!push_scratch_) {
@@ -25,18 +25,18 @@ Status FaultServer::Impl::install_pushed(uint64_t ipa, uint64_t length,
   uint64_t done = 0;
   while (done < length) {
     if (stopping_.load(std::memory_order_relaxed)) return Status(ErrorCode::kShutdown, "stopping");
-    Mapping* m = mappings_.find_guest(ipa + done, kMinPageSize);
+    Mapping* m = mappings_.find_guest(gpa + done, kMinPageSize);
     if (m == nullptr) {
       return Status(ErrorCode::kOutOfRegion,
-                    fmt::format("pushed page {:#x} lies outside every mapping", ipa + done));
+                    fmt::format("pushed page {:#x} lies outside every mapping", gpa + done));
     }
     const uint64_t page_size = m->layout.page_size;
-    const uint64_t host = m->host_begin() + (ipa + done - m->layout.guest_base);
+    const uint64_t host = m->host_begin() + (gpa + done - m->layout.gpa);
     if (host % page_size != 0 || (length - done) < page_size) {
       return invalid_argument(
           fmt::format("pushed range [{:#x}, +{:#x}) does not cover whole "
                       "pages of {:#x} bytes",
-                      ipa, length, page_size));
+                      gpa, length, page_size));
     }
     uint64_t page = m->page_index(host);
     // A run of pages not yet present, within this mapping and the range.
@@ -64,10 +64,10 @@ Status FaultServer::Impl::install_pushed(uint64_t ipa, uint64_t length,
   return Status::ok();
 }
 
-bool FaultServer::Impl::holds_page(uint64_t ipa) {
-  Mapping* m = mappings_.find_guest(ipa, kMinPageSize);
+bool FaultServer::Impl::holds_page(Gpa gpa) {
+  Mapping* m = mappings_.find_guest(gpa, kMinPageSize);
   if (m == nullptr) return false;
-  const uint64_t page = (ipa - m->layout.guest_base) / m->layout.page_size;
+  const uint64_t page = (gpa - m->layout.gpa) / m->layout.page_size;
   return m->resident.test(page) || m->removed.test(page);
 }
 

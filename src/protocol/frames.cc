@@ -233,7 +233,7 @@ std::array<std::byte, kFrameHeaderSize + 24> encode(const Request& request) {
   std::memcpy(out.data(), header.data(), header.size());
   Writer w{std::span(out).subspan(kFrameHeaderSize)};
   w.put(request.id);
-  w.put(request.ipa);
+  w.put(request.gpa);
   w.put(request.length);
   w.put(uint32_t{0});
   return out;
@@ -244,7 +244,7 @@ Result<Request> decode_request(std::span<const std::byte> body) {
   Reader r(body);
   Request request;
   request.id = r.get<uint64_t>();
-  request.ipa = r.get<uint64_t>();
+  request.gpa = r.get<uint64_t>();
   request.length = r.get<uint32_t>();
   if (r.get<uint32_t>() != 0) return malformed("REQUEST", "reserved field is not zero");
   if (request.id == 0) return malformed("REQUEST", "id 0 is reserved for pushed data");
@@ -259,7 +259,7 @@ std::array<std::byte, kFrameHeaderSize + kDataPrefixSize> encode_data_prefix(
   std::memcpy(out.data(), frame_header.data(), frame_header.size());
   Writer w{std::span(out).subspan(kFrameHeaderSize)};
   w.put(header.id);
-  w.put(header.ipa);
+  w.put(header.gpa);
   w.put(header.length);
   w.put(static_cast<uint8_t>(header.encoding));
   w.put(uint8_t{0});
@@ -276,7 +276,7 @@ Result<DataHeader> decode_data_prefix(std::span<const std::byte> body) {
   Reader r(body);
   DataHeader header;
   header.id = r.get<uint64_t>();
-  header.ipa = r.get<uint64_t>();
+  header.gpa = r.get<uint64_t>();
   header.length = r.get<uint32_t>();
   const auto encoding = r.get<uint8_t>();
   const auto reserved1 = r.get<uint8_t>();
@@ -368,20 +368,20 @@ FrameHeaderBytes encode_empty(FrameType type) {
   return encode_frame_header({type, 0});
 }
 
-Status check_range(uint64_t ipa, uint64_t length, uint32_t page_size, uint64_t ram_start,
+Status check_range(Gpa gpa, uint64_t length, uint32_t page_size, uint64_t ram_start,
                    uint64_t image_size, uint32_t max_range) {
   if (length == 0 || length % page_size != 0 || length > max_range) {
     return {ErrorCode::kProtocol,
             fmt::format("range length {:#x} is not a multiple of the page size {:#x} in (0, {:#x}]",
                         length, page_size, max_range)};
   }
-  if (ipa % page_size != 0) {
+  if (gpa % page_size != 0) {
     return {ErrorCode::kProtocol,
-            fmt::format("range start {:#x} is not aligned to the page size {:#x}", ipa, page_size)};
+            fmt::format("range start {:#x} is not aligned to the page size {:#x}", gpa, page_size)};
   }
-  if (ipa < ram_start || ipa - ram_start > image_size || length > image_size - (ipa - ram_start)) {
+  if (gpa < ram_start || gpa - ram_start > image_size || length > image_size - (gpa - ram_start)) {
     return {ErrorCode::kOutOfRange,
-            fmt::format("range [{:#x}, +{:#x}) is outside the image [{:#x}, +{:#x})", ipa, length,
+            fmt::format("range [{:#x}, +{:#x}) is outside the image [{:#x}, +{:#x})", gpa, length,
                         ram_start, image_size)};
   }
   return Status::ok();

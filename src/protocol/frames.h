@@ -2,7 +2,7 @@
 // fuzzed. All integers little-endian.
 //
 // A v2 client opens with the 8 bytes "FLTLINE2" (a v1 request can never start
-// so: as a v1 ipa it is not page-aligned), then both sides exchange frames:
+// so: as a v1 gpa it is not page-aligned), then both sides exchange frames:
 //   header  <u8 type><u8 0><u16 check><u32 body_length>, check = the low 16 bits
 //           of XXH3 over (type << 32 | body_length), so a corrupted length is
 //           caught before anyone waits for bytes that never come
@@ -13,8 +13,8 @@
 //   WELCOME  s->c  <u16 version><u16 0><u32 encoding chosen><u32 flags: 1 pushing>
 //                  <u32 page_size><u64 ram_start><u64 image_size><u64 image_id>
 //                  <u32 max_range><u32 state_length><state bytes>
-//   REQUEST  c->s  <u64 id (never 0)><u64 ipa><u32 length><u32 0>
-//   DATA     s->c  <u64 id (0: pushed)><u64 ipa><u32 length><u8 encoding><u8 0><u16 0>
+//   REQUEST  c->s  <u64 id (never 0)><u64 gpa><u32 length><u32 0>
+//   DATA     s->c  <u64 id (0: pushed)><u64 gpa><u32 length><u8 encoding><u8 0><u16 0>
 //                  <u64 checksum><payload>
 //   ERROR    s->c  <u64 id (0: the connection)><u32 error code><u32 0><message>
 //   HAVE     c->s  <u64 first_page (a multiple of 8)><bitmap: bit i of byte j = page
@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "faultline/page_source.h"
 #include "faultline/status.h"
 
 namespace faultline::v2 {
@@ -98,7 +99,7 @@ struct Welcome {
 
 struct Request {
   uint64_t id = 0;
-  uint64_t ipa = 0;
+  Gpa gpa = 0;
   uint32_t length = 0;
 };
 
@@ -106,7 +107,7 @@ inline constexpr size_t kDataPrefixSize = 32;  // DATA body before the payload
 
 struct DataHeader {
   uint64_t id = 0;  // 0: pushed
-  uint64_t ipa = 0;
+  Gpa gpa = 0;
   uint32_t length = 0;  // bytes of guest memory described
   Encoding encoding = Encoding::kRaw;
   uint64_t checksum = 0;
@@ -146,9 +147,9 @@ Result<ErrorFrame> decode_error(std::span<const std::byte> body);
 Result<Have> decode_have(std::span<const std::byte> body);
 
 // Geometry checks shared by both ends: `length` a non-zero multiple of
-// page_size, at most max_range; ipa page-aligned; the range inside
+// page_size, at most max_range; gpa page-aligned; the range inside
 // [ram_start, ram_start + image_size).
-Status check_range(uint64_t ipa, uint64_t length, uint32_t page_size, uint64_t ram_start,
+Status check_range(Gpa gpa, uint64_t length, uint32_t page_size, uint64_t ram_start,
                    uint64_t image_size, uint32_t max_range);
 // A WELCOME the client can work with: version, page size a power of two in
 // [4 KiB, max_range], image size a multiple of it, max_range within kMaxRange.

@@ -9,9 +9,9 @@
 
 namespace faultline::v2 {
 
-uint64_t range_checksum(uint64_t ipa, uint32_t length, Encoding encoding,
+uint64_t range_checksum(Gpa gpa, uint32_t length, Encoding encoding,
                         std::span<const std::byte> bytes) {
-  const uint64_t seed = ipa ^ (uint64_t{length} << 1) ^ (encoding == Encoding::kZero ? 0x5a : 0);
+  const uint64_t seed = gpa ^ (uint64_t{length} << 1) ^ (encoding == Encoding::kZero ? 0x5a : 0);
   return XXH3_64bits_withSeed(bytes.data(), bytes.size(), seed);
 }
 
@@ -19,12 +19,12 @@ namespace {
 
 // `plain`: the range's bytes as decoded (none for a zero range).
 Status check_checksum(const DataHeader& header, Encoding as, std::span<const std::byte> plain) {
-  const uint64_t sum = range_checksum(header.ipa, header.length, as, plain);
+  const uint64_t sum = range_checksum(header.gpa, header.length, as, plain);
   if (sum != header.checksum) {
     return {ErrorCode::kProtocol,
             fmt::format("DATA for [{:#x}, +{:#x}): checksum mismatch (got {:#018x}, computed "
                         "{:#018x})",
-                        header.ipa, header.length, header.checksum, sum)};
+                        header.gpa, header.length, header.checksum, sum)};
   }
   return Status::ok();
 }
@@ -69,19 +69,19 @@ PayloadEncoder::PayloadEncoder(Encoding compression)
 
 PayloadEncoder::~PayloadEncoder() = default;
 
-PayloadEncoder::Encoded PayloadEncoder::encode(uint64_t id, uint64_t ipa,
+PayloadEncoder::Encoded PayloadEncoder::encode(uint64_t id, Gpa gpa,
                                                std::span<const std::byte> bytes, bool zero) {
   Encoded e;
   e.header.id = id;
-  e.header.ipa = ipa;
+  e.header.gpa = gpa;
   e.header.length = static_cast<uint32_t>(bytes.size());
   if (zero) {
     e.header.encoding = Encoding::kZero;
-    e.header.checksum = range_checksum(ipa, e.header.length, Encoding::kZero, {});
+    e.header.checksum = range_checksum(gpa, e.header.length, Encoding::kZero, {});
     return e;
   }
   e.header.encoding = Encoding::kRaw;
-  e.header.checksum = range_checksum(ipa, e.header.length, Encoding::kRaw, bytes);
+  e.header.checksum = range_checksum(gpa, e.header.length, Encoding::kRaw, bytes);
   e.payload = bytes;
   size_t produced = 0;
   if (compression_ == Encoding::kLz4) {
@@ -107,7 +107,7 @@ Status decode_payload(const DataHeader& header, std::span<const std::byte> paylo
                       std::span<std::byte> dest, bool fill_zero) {
   if (dest.size() != header.length) {
     return {ErrorCode::kProtocol, fmt::format("DATA for {:#x}: {} bytes announced, {} expected",
-                                              header.ipa, header.length, dest.size())};
+                                              header.gpa, header.length, dest.size())};
   }
   std::span<const std::byte> plain;
   switch (header.encoding) {
@@ -117,7 +117,7 @@ Status decode_payload(const DataHeader& header, std::span<const std::byte> paylo
     case Encoding::kRaw:
       if (payload.size() != dest.size()) {
         return {ErrorCode::kProtocol, fmt::format("DATA for {:#x}: raw payload of {} bytes for {}",
-                                                  header.ipa, payload.size(), dest.size())};
+                                                  header.gpa, payload.size(), dest.size())};
       }
       std::memcpy(dest.data(), payload.data(), dest.size());
       plain = dest;
@@ -128,7 +128,7 @@ Status decode_payload(const DataHeader& header, std::span<const std::byte> paylo
           static_cast<int>(payload.size()), static_cast<int>(dest.size()));
       if (n < 0 || static_cast<size_t>(n) != dest.size()) {
         return {ErrorCode::kProtocol,
-                fmt::format("DATA for {:#x}: lz4 payload does not decode to {} bytes", header.ipa,
+                fmt::format("DATA for {:#x}: lz4 payload does not decode to {} bytes", header.gpa,
                             dest.size())};
       }
       plain = dest;
@@ -139,7 +139,7 @@ Status decode_payload(const DataHeader& header, std::span<const std::byte> paylo
       if (ZSTD_isError(n) || n != dest.size()) {
         return {ErrorCode::kProtocol,
                 fmt::format("DATA for {:#x}: zstd payload does not decode to {} bytes{}",
-                            header.ipa, dest.size(),
+                            header.gpa, dest.size(),
                             ZSTD_isError(n) ? fmt::format(" ({})", ZSTD_getErrorName(n)) : "")};
       }
       plain = dest;
@@ -153,7 +153,7 @@ Status decode_payload(const DataHeader& header, std::span<const std::byte> paylo
 Status verify_raw_payload(const DataHeader& header, std::span<const std::byte> payload) {
   if (header.encoding != Encoding::kRaw || payload.size() != header.length) {
     return {ErrorCode::kProtocol, fmt::format("DATA for {:#x}: not a raw payload of {} bytes",
-                                              header.ipa, header.length)};
+                                              header.gpa, header.length)};
   }
   return check_checksum(header, Encoding::kRaw, payload);
 }

@@ -15,7 +15,7 @@ namespace faultline::v2 {
 
 // XXH3 of the uncompressed bytes, seeded with where they belong, so bytes that
 // arrive for the wrong address fail the check too. Zero ranges hash no bytes.
-uint64_t range_checksum(uint64_t ipa, uint32_t length, Encoding encoding,
+uint64_t range_checksum(Gpa gpa, uint32_t length, Encoding encoding,
                         std::span<const std::byte> bytes);
 
 // "none", "lz4", "zstd" <-> Encoding (kRaw for "none").
@@ -36,7 +36,7 @@ class PayloadEncoder {
   };
   // `bytes` are the range's contents; `zero` says they are all zero (then
   // `bytes` is not read). Falls back to raw when compression does not help.
-  Encoded encode(uint64_t id, uint64_t ipa, std::span<const std::byte> bytes, bool zero);
+  Encoded encode(uint64_t id, Gpa gpa, std::span<const std::byte> bytes, bool zero);
 
  private:
   struct Codec;

@@ -296,13 +296,13 @@ class PageServer::Impl {
     std::memcpy(reply.data(), header.data(), header.size());
     std::span<std::byte> payload(reply.data() + header.size(), request.page_size);
 
-    auto kind = source_->fetch(request.ipa, payload);
+    auto kind = source_->fetch(request.gpa, payload);
     if (!kind) {
       if (kind.status().code() == ErrorCode::kOutOfRange) {
         reject(c, kind.status());
       } else {
         log().error("page server {}: cannot read page {:#x} for {}: {}; closing the connection",
-                    address_, request.ipa, c.peer, kind.status().to_string());
+                    address_, request.gpa, c.peer, kind.status().to_string());
       }
       return false;
     }

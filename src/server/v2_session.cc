@@ -115,7 +115,7 @@ class Session {
             ++counters_.bad_requests;
             return request.status();
           }
-          Status range = v2::check_range(request->ipa, request->length, image_.page_size,
+          Status range = v2::check_range(request->gpa, request->length, image_.page_size,
                                          image_.ram_start, image_.image_size, v2::kMaxRange);
           Outgoing out;
           if (!range) {
@@ -223,7 +223,7 @@ class Session {
           out = std::move(queue_.front());
           queue_.pop_front();
           if (out.kind == Outgoing::Kind::kData) {
-            const uint64_t first = (out.request.ipa - image_.ram_start) / image_.page_size;
+            const uint64_t first = (out.request.gpa - image_.ram_start) / image_.page_size;
             mark_sent(first, out.request.length / image_.page_size);
             // Push on from where the guest is looking.
             cursor_ = first + out.request.length / image_.page_size;
@@ -302,9 +302,9 @@ class Session {
   Status send_demand(const v2::Request& request, v2::PayloadEncoder& encoder,
                      std::vector<std::byte>& buffer) {
     auto dest = std::span(buffer).first(request.length);
-    Result<PageKind> kind = image_.source->fetch(request.ipa, dest);
+    Result<PageKind> kind = image_.source->fetch(request.gpa, dest);
     if (!kind) {
-      log().error("page server: cannot read [{:#x}, +{:#x}) for {}: {}", request.ipa,
+      log().error("page server: cannot read [{:#x}, +{:#x}) for {}: {}", request.gpa,
                   request.length, peer_, kind.status().to_string());
       const ErrorCode code = kind.status().code() == ErrorCode::kOutOfRange
                                  ? ErrorCode::kOutOfRange
@@ -315,7 +315,7 @@ class Session {
     }
     ++counters_.demand_requests;
     counters_.demand_bytes += request.length;
-    return send_frame(encoder.encode(request.id, request.ipa, dest, *kind == PageKind::kZero));
+    return send_frame(encoder.encode(request.id, request.gpa, dest, *kind == PageKind::kZero));
   }
 
   void note_pushed(uint64_t raw, uint64_t wire) {
@@ -328,12 +328,12 @@ class Session {
   Status send_push(uint64_t first_page, uint64_t pages, v2::PayloadEncoder& encoder,
                    std::vector<std::byte>& buffer) {
     const uint64_t page_size = image_.page_size;
-    const uint64_t ipa = image_.ram_start + first_page * page_size;
+    const Gpa gpa = image_.ram_start + first_page * page_size;
     auto range = std::span(buffer).first(pages * page_size);
-    Result<PageKind> kind = image_.source->fetch(ipa, range);
+    Result<PageKind> kind = image_.source->fetch(gpa, range);
     if (!kind) {
       // Demand requests will meet the same trouble and report it; pushing stops.
-      log().error("page server: push to {} stops: cannot read [{:#x}, +{:#x}): {}", peer_, ipa,
+      log().error("page server: push to {} stops: cannot read [{:#x}, +{:#x}): {}", peer_, gpa,
                   range.size(), kind.status().to_string());
       std::lock_guard lock(mu_);
       pushing_ = false;
@@ -342,7 +342,7 @@ class Session {
     counters_.pushed_bytes += range.size();
     if (*kind == PageKind::kZero) {
       note_pushed(range.size(), 0);
-      return send_frame(encoder.encode(0, ipa, range, true));
+      return send_frame(encoder.encode(0, gpa, range, true));
     }
     uint64_t run_start = 0;
     while (run_start < pages) {
@@ -353,7 +353,7 @@ class Session {
         ++run_end;
       }
       auto run = range.subspan(run_start * page_size, (run_end - run_start) * page_size);
-      const auto encoded = encoder.encode(0, ipa + run_start * page_size, run, zero);
+      const auto encoded = encoder.encode(0, gpa + run_start * page_size, run, zero);
       if (Status s = send_frame(encoded); !s) return s;
       note_pushed(run.size(), encoded.payload.size());
       run_start = run_end;

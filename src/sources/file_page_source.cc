@@ -1,4 +1,4 @@
-// The snapshot memory file as a page source: pread at (ipa - ram_start).
+// The snapshot memory file as a page source: pread at (gpa - ram_start).
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
@@ -72,19 +72,19 @@ class FilePageSource final : public PageSource {
     });
   }
 
-  Result<PageKind> fetch(uint64_t ipa, std::span<std::byte> dest) override {
+  Result<PageKind> fetch(Gpa gpa, std::span<std::byte> dest) override {
     const uint64_t length = dest.size();
-    if (ipa < ram_start_) {
+    if (gpa < ram_start_) {
       return Status(
           ErrorCode::kOutOfRange,
-          fmt::format("{}: address {:#x} is below ram_start {:#x}", describe(), ipa, ram_start_));
+          fmt::format("{}: address {:#x} is below ram_start {:#x}", describe(), gpa, ram_start_));
     }
-    const uint64_t offset = ipa - ram_start_;
+    const uint64_t offset = gpa - ram_start_;
     if (offset > file_size_ || length > file_size_ - offset) {
       return Status(ErrorCode::kOutOfRange,
                     fmt::format("{}: range [{:#x}, +{:#x}) reaches past the end of the file "
                                 "(file offset {:#x}, file size {:#x})",
-                                describe(), ipa, length, offset, file_size_));
+                                describe(), gpa, length, offset, file_size_));
     }
     if (in_hole(offset, length)) return PageKind::kZero;
 

@@ -23,15 +23,15 @@ class MemoryPageSource final : public PageSource {
     }
   }
 
-  Result<PageKind> fetch(uint64_t ipa, std::span<std::byte> dest) override {
+  Result<PageKind> fetch(Gpa gpa, std::span<std::byte> dest) override {
     const uint64_t length = dest.size();
-    if (ipa < ram_start_ || ipa - ram_start_ > image_.size() ||
-        length > image_.size() - (ipa - ram_start_)) {
+    if (gpa < ram_start_ || gpa - ram_start_ > image_.size() ||
+        length > image_.size() - (gpa - ram_start_)) {
       return Status(
           ErrorCode::kOutOfRange,
-          fmt::format("{}: range [{:#x}, +{:#x}) is outside the image", describe(), ipa, length));
+          fmt::format("{}: range [{:#x}, +{:#x}) is outside the image", describe(), gpa, length));
     }
-    std::memcpy(dest.data(), image_.data() + (ipa - ram_start_), length);
+    std::memcpy(dest.data(), image_.data() + (gpa - ram_start_), length);
     return is_all_zero(dest.first(length)) ? PageKind::kZero : PageKind::kData;
   }
 

@@ -79,8 +79,8 @@ class NetworkPageSource::Impl {
 
   const RemoteImage& image() const { return image_; }
 
-  Result<PageKind> fetch(uint64_t ipa, std::span<std::byte> dest) {
-    if (Status s = v2::check_range(ipa, dest.size() > 0 ? dest.size() : 1, image_.page_size,
+  Result<PageKind> fetch(Gpa gpa, std::span<std::byte> dest) {
+    if (Status s = v2::check_range(gpa, dest.size() > 0 ? dest.size() : 1, image_.page_size,
                                    image_.ram_start, image_.size, UINT32_MAX);
         !s) {
       return Status(
@@ -91,7 +91,7 @@ class NetworkPageSource::Impl {
     bool all_zero = true;
     for (uint64_t done = 0; done < dest.size(); done += v2::kMaxRange) {
       const auto part = dest.subspan(done, std::min<size_t>(v2::kMaxRange, dest.size() - done));
-      auto kind = fetch_one(ipa + done, part);
+      auto kind = fetch_one(gpa + done, part);
       if (!kind) return kind.status();
       if (*kind == PageKind::kData) {
         if (all_zero && done > 0) std::memset(dest.data(), 0, done);
@@ -166,7 +166,7 @@ class NetworkPageSource::Impl {
   struct Slot {
     SlotState state = SlotState::kFree;
     uint64_t id = 0;
-    uint64_t ipa = 0;
+    Gpa gpa = 0;
     std::span<std::byte> dest;
     PageKind kind = PageKind::kData;
     Status error;
@@ -220,7 +220,7 @@ class NetworkPageSource::Impl {
     return c;
   }
 
-  Result<PageKind> fetch_one(uint64_t ipa, std::span<std::byte> dest) {
+  Result<PageKind> fetch_one(Gpa gpa, std::span<std::byte> dest) {
     std::unique_lock lock(mu_);
     Slot* slot = nullptr;
     for (;;) {
@@ -237,10 +237,10 @@ class NetworkPageSource::Impl {
     if (!failed_.is_ok()) return failed_;
     slot->state = SlotState::kWaiting;
     slot->id = next_id_++;
-    slot->ipa = ipa;
+    slot->gpa = gpa;
     slot->dest = dest;
     slot->error = Status::ok();
-    const v2::Request request{slot->id, ipa, static_cast<uint32_t>(dest.size())};
+    const v2::Request request{slot->id, gpa, static_cast<uint32_t>(dest.size())};
     std::shared_ptr<net::Stream> stream = stream_;
     ++stats_.requests;
     lock.unlock();
@@ -261,7 +261,7 @@ class NetworkPageSource::Impl {
         slot->state = SlotState::kFailed;
         slot->error = Status(
             ErrorCode::kTimeout,
-            fmt::format("{}: no reply for [{:#x}, +{:#x}) in time", describe(), ipa, dest.size()));
+            fmt::format("{}: no reply for [{:#x}, +{:#x}) in time", describe(), gpa, dest.size()));
         break;
       }
       std::shared_ptr<net::Stream> now = stream_;
@@ -396,7 +396,7 @@ class NetworkPageSource::Impl {
         ++stats_.reconnects;
         for (Slot& slot : slots_) {
           if (slot.state == SlotState::kWaiting) {
-            again.push_back({slot.id, slot.ipa, static_cast<uint32_t>(slot.dest.size())});
+            again.push_back({slot.id, slot.gpa, static_cast<uint32_t>(slot.dest.size())});
           }
         }
         for (const auto& [id, range] : repairs_) again.push_back({id, range.first, range.second});
@@ -466,7 +466,7 @@ class NetworkPageSource::Impl {
   Status on_data(net::Stream& stream, std::span<const std::byte> body) {
     auto header = v2::decode_data_prefix(body);
     if (!header) return header.status();
-    if (Status s = v2::check_range(header->ipa, header->length, image_.page_size, image_.ram_start,
+    if (Status s = v2::check_range(header->gpa, header->length, image_.page_size, image_.ram_start,
                                    image_.size, v2::kMaxRange);
         !s) {
       return Status(ErrorCode::kProtocol, "DATA: " + s.message());
@@ -481,11 +481,11 @@ class NetworkPageSource::Impl {
       ++stats_.late_replies;
       return Status::ok();
     }
-    if (slot->ipa != header->ipa || slot->dest.size() != header->length) {
+    if (slot->gpa != header->gpa || slot->dest.size() != header->length) {
       return Status(
           ErrorCode::kProtocol,
           fmt::format("reply {} is for [{:#x}, +{:#x}), the request was [{:#x}, +{:#x})",
-                      header->id, header->ipa, header->length, slot->ipa, slot->dest.size()));
+                      header->id, header->gpa, header->length, slot->gpa, slot->dest.size()));
     }
     slot->filling = true;
     lock.unlock();
@@ -496,7 +496,7 @@ class NetworkPageSource::Impl {
     if (!decoded) {
       ++stats_.corrupt;
       log().warn("{}: {}; fetching it again", describe(), decoded.message());
-      const v2::Request again{slot->id, slot->ipa, static_cast<uint32_t>(slot->dest.size())};
+      const v2::Request again{slot->id, slot->gpa, static_cast<uint32_t>(slot->dest.size())};
       ++stats_.requests;
       slot->cv.notify_all();
       lock.unlock();
@@ -534,10 +534,10 @@ class NetworkPageSource::Impl {
         ++stats_.corrupt;
         // Fetch it again, into the target like a pushed range.
         const uint64_t id = kRepairBit | next_id_++;
-        repairs_.emplace(id, std::pair<uint64_t, uint32_t>{header.ipa, header.length});
+        repairs_.emplace(id, std::pair<uint64_t, uint32_t>{header.gpa, header.length});
         ++stats_.requests;
         log().warn("{}: pushed {}; fetching it again", describe(), decoded.message());
-        again = v2::Request{id, header.ipa, header.length};
+        again = v2::Request{id, header.gpa, header.length};
       } else {
         target = target_;
         if (target != nullptr) ++target_users_;
@@ -551,7 +551,7 @@ class NetworkPageSource::Impl {
     }
     if (target == nullptr) return Status::ok();  // nobody to hand it to: dropped
     const bool zero = header.encoding == v2::Encoding::kZero;
-    Status installed = target->install_pushed(header.ipa, header.length,
+    Status installed = target->install_pushed(header.gpa, header.length,
                                               zero ? std::span<const std::byte>() : bytes);
     {
       std::lock_guard lock(mu_);
@@ -559,7 +559,7 @@ class NetworkPageSource::Impl {
     }
     cv_.notify_all();
     if (!installed) {
-      log().warn("{}: pushed range [{:#x}, +{:#x}) not installed: {}", describe(), header.ipa,
+      log().warn("{}: pushed range [{:#x}, +{:#x}) not installed: {}", describe(), header.gpa,
                  header.length, installed.to_string());
     }
     return Status::ok();
@@ -601,8 +601,8 @@ Result<std::unique_ptr<NetworkPageSource>> NetworkPageSource::connect(
 
 NetworkPageSource::NetworkPageSource(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 NetworkPageSource::~NetworkPageSource() = default;
-Result<PageKind> NetworkPageSource::fetch(uint64_t ipa, std::span<std::byte> dest) {
-  return impl_->fetch(ipa, dest);
+Result<PageKind> NetworkPageSource::fetch(Gpa gpa, std::span<std::byte> dest) {
+  return impl_->fetch(gpa, dest);
 }
 std::string NetworkPageSource::describe() const {
   return impl_->describe();

@@ -20,7 +20,7 @@ uint64_t get_u64_le(const std::byte* in) {
 // Request and reply header share one layout.
 std::array<std::byte, 16> encode_pair(const PageRequest& request) {
   std::array<std::byte, 16> bytes{};
-  put_u64_le(bytes.data(), request.ipa);
+  put_u64_le(bytes.data(), request.gpa);
   put_u64_le(bytes.data() + 8, request.page_size);
   return bytes;
 }
@@ -38,13 +38,13 @@ Status validate_page_request(const PageRequest& request) {
         fmt::format("page size {:#x} is not a power of two between {:#x} and {:#x}", size,
                     kMinWirePageSize, kMaxWirePageSize));
   }
-  if (request.ipa % size != 0) {
+  if (request.gpa % size != 0) {
     return invalid_argument(
-        fmt::format("address {:#x} is not aligned to the page size {:#x}", request.ipa, size));
+        fmt::format("address {:#x} is not aligned to the page size {:#x}", request.gpa, size));
   }
-  if (request.ipa + size < request.ipa) {
+  if (request.gpa + size < request.gpa) {
     return invalid_argument(
-        fmt::format("page at {:#x} of size {:#x} wraps past 2^64", request.ipa, size));
+        fmt::format("page at {:#x} of size {:#x} wraps past 2^64", request.gpa, size));
   }
   return Status::ok();
 }
@@ -66,10 +66,10 @@ ReplyHeaderBytes encode_reply_header(const PageRequest& request) {
 Status check_reply_header(std::span<const std::byte, kReplyHeaderSize> header,
                           const PageRequest& sent) {
   const PageRequest echo = decode_pair(header);
-  if (echo.ipa != sent.ipa) {
+  if (echo.gpa != sent.gpa) {
     return {ErrorCode::kProtocol,
-            fmt::format("reply echoes address {:#x} but the request was for {:#x}", echo.ipa,
-                        sent.ipa)};
+            fmt::format("reply echoes address {:#x} but the request was for {:#x}", echo.gpa,
+                        sent.gpa)};
   }
   if (echo.page_size != sent.page_size) {
     return {ErrorCode::kProtocol,
@@ -79,12 +79,12 @@ Status check_reply_header(std::span<const std::byte, kReplyHeaderSize> header,
   return Status::ok();
 }
 
-uint64_t largest_request_at(uint64_t ipa, uint64_t length) {
-  if (length < kMinWirePageSize || ipa % kMinWirePageSize != 0 || length % kMinWirePageSize != 0) {
+uint64_t largest_request_at(Gpa gpa, uint64_t length) {
+  if (length < kMinWirePageSize || gpa % kMinWirePageSize != 0 || length % kMinWirePageSize != 0) {
     return 0;
   }
   uint64_t size = std::bit_floor(std::min(length, kMaxWirePageSize));
-  while (ipa % size != 0) size /= 2;
+  while (gpa % size != 0) size /= 2;
   return size;
 }
 

@@ -1,5 +1,5 @@
 // The v1 page-server wire format, as pure functions (no I/O) so it can be
-// fuzzed. Request: <u64 LE ipa><u64 LE page_size>. Reply: the same 16 bytes
+// fuzzed. Request: <u64 LE gpa><u64 LE page_size>. Reply: the same 16 bytes
 // echoed, then exactly page_size payload bytes.
 #pragma once
 
@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <span>
 
+#include "faultline/page_source.h"
 #include "faultline/status.h"
 
 namespace faultline::wire {
@@ -18,15 +19,15 @@ inline constexpr uint64_t kMinWirePageSize = 4096;
 inline constexpr uint64_t kMaxWirePageSize = uint64_t{2} << 20;
 
 struct PageRequest {
-  uint64_t ipa = 0;
+  Gpa gpa = 0;
   uint64_t page_size = 0;
 };
 
 using RequestBytes = std::array<std::byte, kRequestSize>;
 using ReplyHeaderBytes = std::array<std::byte, kReplyHeaderSize>;
 
-// page_size a power of two in [kMinWirePageSize, kMaxWirePageSize]; ipa aligned
-// to it; ipa + page_size not wrapping past 2^64.
+// page_size a power of two in [kMinWirePageSize, kMaxWirePageSize]; gpa aligned
+// to it; gpa + page_size not wrapping past 2^64.
 Status validate_page_request(const PageRequest& request);
 
 // Encoding does not validate: callers validate first.
@@ -36,11 +37,11 @@ Result<PageRequest> decode_page_request(std::span<const std::byte, kRequestSize>
 
 ReplyHeaderBytes encode_reply_header(const PageRequest& request);
 // OK when the header echoes `sent`; otherwise kProtocol naming the mismatch.
-// The largest request v1 can carry for the start of [ipa, ipa + length): a
-// power of two that `ipa` is aligned to, at most `length` and kMaxWirePageSize.
-// Ranges are sent as a run of such requests. 0 if ipa or length is not
+// The largest request v1 can carry for the start of [gpa, gpa + length): a
+// power of two that `gpa` is aligned to, at most `length` and kMaxWirePageSize.
+// Ranges are sent as a run of such requests. 0 if gpa or length is not
 // aligned to kMinWirePageSize.
-uint64_t largest_request_at(uint64_t ipa, uint64_t length);
+uint64_t largest_request_at(Gpa gpa, uint64_t length);
 
 Status check_reply_header(std::span<const std::byte, kReplyHeaderSize> header,
                           const PageRequest& sent);

@@ -41,19 +41,19 @@ class SocketPageSource final : public PageSource {
   // A range is sent as a run of v1 requests, pipelined on one connection:
   // up to kPipelineDepth requests go out in one write, then their replies are
   // read in order. One round trip per window instead of one per page.
-  Result<PageKind> fetch(uint64_t ipa, std::span<std::byte> dest) override {
-    if (wire::largest_request_at(ipa, dest.size()) == 0) {
-      const wire::PageRequest request{ipa, dest.size()};
+  Result<PageKind> fetch(Gpa gpa, std::span<std::byte> dest) override {
+    if (wire::largest_request_at(gpa, dest.size()) == 0) {
+      const wire::PageRequest request{gpa, dest.size()};
       Status status = wire::validate_page_request(request);
       if (status.is_ok()) status = invalid_argument("range is not made of whole pages");
       return status.with_context(name_);
     }
     auto connection = take_connection();
     if (!connection) return connection.status().with_context(name_);
-    Status status = exchange_range(connection->get(), ipa, dest);
+    Status status = exchange_range(connection->get(), gpa, dest);
     if (!status) {
       return status.with_context(
-          fmt::format("{}: page {:#x} (size {:#x})", name_, ipa, dest.size()));
+          fmt::format("{}: page {:#x} (size {:#x})", name_, gpa, dest.size()));
     }
     give_back(std::move(*connection));
     return is_all_zero(dest) ? PageKind::kZero : PageKind::kData;
@@ -63,7 +63,7 @@ class SocketPageSource final : public PageSource {
 
  private:
   // The whole of each batch must finish within io_timeout.
-  Status exchange_range(int fd, uint64_t ipa, std::span<std::byte> dest) {
+  Status exchange_range(int fd, Gpa gpa, std::span<std::byte> dest) {
     constexpr size_t kPipelineDepth = 64;
     uint64_t done = 0;
     while (done < dest.size()) {
@@ -72,8 +72,8 @@ class SocketPageSource final : public PageSource {
       size_t count = 0;
       uint64_t planned = done;
       while (count < kPipelineDepth && planned < dest.size()) {
-        const uint64_t size = wire::largest_request_at(ipa + planned, dest.size() - planned);
-        batch[count] = {ipa + planned, size};
+        const uint64_t size = wire::largest_request_at(gpa + planned, dest.size() - planned);
+        batch[count] = {gpa + planned, size};
         const wire::RequestBytes encoded = wire::encode_page_request(batch[count]);
         std::copy(encoded.begin(), encoded.end(), bytes.begin() + count * wire::kRequestSize);
         planned += size;

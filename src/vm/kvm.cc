@@ -76,10 +76,10 @@ Result<std::vector<uint32_t>> Kvm::msr_index_list() const {
   return std::vector<uint32_t>(list->indices, list->indices + list->nmsrs);
 }
 
-Status Kvm::set_memory_slot(uint32_t slot, uint64_t guest_base, void* host, uint64_t size) {
+Status Kvm::set_memory_slot(uint32_t slot, Gpa gpa, void* host, uint64_t size) {
   kvm_userspace_memory_region region{};
   region.slot = slot;
-  region.guest_phys_addr = guest_base;
+  region.guest_phys_addr = gpa;
   region.memory_size = size;
   region.userspace_addr = reinterpret_cast<uint64_t>(host);
   auto rc = kvm_ioctl(vm_.get(), KVM_SET_USER_MEMORY_REGION, &region, "KVM_SET_USER_MEMORY_REGION");

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "faultline/page_source.h"
 #include "faultline/status.h"
 #include "faultline/unique_fd.h"
 
@@ -39,8 +40,8 @@ class Kvm {
   // The MSRs KVM can save and restore (KVM_GET_MSR_INDEX_LIST).
   Result<std::vector<uint32_t>> msr_index_list() const;
 
-  // Guest-physical [guest_base, guest_base + size) is host memory at `host`.
-  Status set_memory_slot(uint32_t slot, uint64_t guest_base, void* host, uint64_t size);
+  // Guest-physical [gpa, gpa + size) is host memory at `host`.
+  Status set_memory_slot(uint32_t slot, Gpa gpa, void* host, uint64_t size);
 
  private:
   Kvm() = default;

@@ -20,7 +20,7 @@ constexpr uint64_t kEferSce = 1ull << 0, kEferLme = 1ull << 8, kEferLma = 1ull <
 constexpr uint16_t kCodeSelector = 0x08;
 constexpr uint16_t kDataSelector = 0x10;
 
-void put64(std::span<std::byte> ram, uint64_t gpa, uint64_t value) {
+void put64(std::span<std::byte> ram, Gpa gpa, uint64_t value) {
   std::memcpy(ram.data() + gpa, &value, sizeof(value));
 }
 

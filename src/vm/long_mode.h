@@ -8,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include "faultline/page_source.h"
 #include "faultline/status.h"
 #include "vm/vcpu.h"
 
@@ -26,7 +27,7 @@ Status enter_long_mode(Vcpu& vcpu, uint64_t rip, uint64_t rsp);
 struct PageWalk {
   std::vector<uint64_t> table_pages;
   bool mapped = false;
-  uint64_t gpa = 0;
+  Gpa gpa = 0;
 };
 PageWalk walk_page_tables(std::span<const std::byte> ram, uint64_t cr3, uint64_t vaddr);
 

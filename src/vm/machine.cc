@@ -25,7 +25,7 @@ void on_pause_signal(int) {
 // translate it.
 void add_boot_critical(std::span<const std::byte> ram, const kvm_sregs& sregs, uint64_t vaddr,
                        std::vector<GuestRange>& out) {
-  auto add_page = [&](uint64_t gpa) {
+  auto add_page = [&](Gpa gpa) {
     const GuestRange page{gpa & ~uint64_t{4095}, 4096};
     for (const GuestRange& r : out) {
       if (r.base == page.base) return;

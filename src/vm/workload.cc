@@ -13,13 +13,13 @@
 namespace faultline::vm {
 namespace {
 
-uint64_t get64(std::span<const std::byte> ram, uint64_t gpa) {
+uint64_t get64(std::span<const std::byte> ram, Gpa gpa) {
   uint64_t v = 0;
   std::memcpy(&v, ram.data() + gpa, sizeof(v));
   return v;
 }
 
-void put64(std::span<std::byte> ram, uint64_t gpa, uint64_t value) {
+void put64(std::span<std::byte> ram, Gpa gpa, uint64_t value) {
   std::memcpy(ram.data() + gpa, &value, sizeof(value));
 }
 

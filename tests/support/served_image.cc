@@ -14,12 +14,12 @@ std::string listen_address(Transport transport, const TempDir& dir) {
   return transport == Transport::kUnix ? "unix:" + dir.file("pages.sock") : "tcp:127.0.0.1:0";
 }
 
-std::span<const std::byte> ServedImage::expected(uint64_t ipa, uint64_t size) const {
-  return std::span(image).subspan(ipa - kRamStart, size);
+std::span<const std::byte> ServedImage::expected(Gpa gpa, uint64_t size) const {
+  return std::span(image).subspan(gpa - kRamStart, size);
 }
 
 bool ServedImage::is_zero_page(uint64_t page) const {
-  auto bytes = expected(page_ipa(page));
+  auto bytes = expected(page_gpa(page));
   return std::all_of(bytes.begin(), bytes.end(), [](std::byte b) { return b == std::byte{0}; });
 }
 

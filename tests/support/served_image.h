@@ -28,10 +28,10 @@ struct ServedImage {
   std::string mem_file;
   std::unique_ptr<PageServer> server;  // null (and the test failed) if it could not start
 
-  uint64_t page_ipa(uint64_t page) const { return kRamStart + page * kPageSize; }
+  Gpa page_gpa(uint64_t page) const { return kRamStart + page * kPageSize; }
   uint64_t pages() const { return image.size() / kPageSize; }
-  // The bytes a correct server sends for the page at `ipa`.
-  std::span<const std::byte> expected(uint64_t ipa, uint64_t size = kPageSize) const;
+  // The bytes a correct server sends for the page at `gpa`.
+  std::span<const std::byte> expected(Gpa gpa, uint64_t size = kPageSize) const;
   bool is_zero_page(uint64_t page) const;
 };
 
