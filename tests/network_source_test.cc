@@ -75,9 +75,7 @@ class NetworkSourceTest : public ::testing::TestWithParam<Transport> {
     std::unique_ptr<testing::GuestMemory> memory;
     NetworkPageSource* source = nullptr;  // owned by the pager
     std::unique_ptr<FaultServer> server;
-    ~PushedGuest() {
-      if (source != nullptr) source->stop_push();  // before the server goes
-    }
+    std::unique_ptr<NetworkPageSource::Push> push;  // destroyed before the server
   };
 
   void StartPushedGuest(const std::string& address, PushedGuest& guest) {
@@ -98,7 +96,9 @@ class NetworkSourceTest : public ::testing::TestWithParam<Transport> {
             ->map({ServedImage::kRamStart, guest.memory->data(), guest.memory->size(), kPage})
             .is_ok());
     ASSERT_TRUE(guest.server->start().is_ok());
-    ASSERT_TRUE(source->start_push(guest.server.get()).is_ok());
+    auto push = source->start_push(*guest.server);
+    ASSERT_TRUE(push.is_ok());
+    guest.push = std::move(push).value();
   }
 
   // Many threads, random ranges, every byte checked.

@@ -1,5 +1,5 @@
 // The v2 client. One connection carries every request; a reader thread owns
-// the receiving side (replies to waiting fetches, pushed pages to the target,
+// the receiving side (replies to waiting fetches, pushed pages to the sink,
 // reconnection); fetching threads send their own requests.
 #include "faultline/network_page_source.h"
 
@@ -36,6 +36,41 @@ constexpr std::chrono::milliseconds kResendAfter{1000};
 constexpr uint64_t kRepairBit = uint64_t{1} << 63;
 
 }  // namespace
+
+// The sink pushed pages are handed to, shared by the source's reader and the
+// Push that ends the hand-over, so either may be destroyed first.
+struct NetworkPageSource::Push::State {
+  // The sink, counted as in use until release(); null when there is none.
+  PageSink* acquire() {
+    std::lock_guard lock(mu);
+    if (sink != nullptr) ++users;
+    return sink;
+  }
+  void release() {
+    {
+      std::lock_guard lock(mu);
+      --users;
+    }
+    idle.notify_all();
+  }
+  // No sink from now on; returns once no hand-over is in progress.
+  void detach() {
+    std::unique_lock lock(mu);
+    sink = nullptr;
+    idle.wait(lock, [&] { return users == 0; });
+  }
+
+  std::mutex mu;
+  std::condition_variable idle;
+  PageSink* sink = nullptr;
+  bool started = false;  // start_push was called (once per source)
+  int users = 0;         // hand-overs to sink in progress
+};
+
+NetworkPageSource::Push::Push(std::shared_ptr<State> state) : state_(std::move(state)) {}
+NetworkPageSource::Push::~Push() {
+  state_->detach();
+}
 
 class NetworkPageSource::Impl {
  public:
@@ -103,14 +138,21 @@ class NetworkPageSource::Impl {
     return all_zero ? PageKind::kZero : PageKind::kData;
   }
 
-  Status start_push(PushTarget* target) {
+  Result<std::shared_ptr<Push::State>> start_push(PageSink& sink) {
     if (!options_.push) {
-      return {ErrorCode::kInvalidArgument, "start_push: the source was not opened with push"};
+      return Status(ErrorCode::kInvalidArgument, "start_push: the source was not opened with push");
+    }
+    {
+      std::lock_guard lock(push_->mu);
+      if (push_->started) {
+        return Status(ErrorCode::kInvalidArgument, "start_push: the push was started already");
+      }
+      push_->started = true;
+      push_->sink = &sink;
     }
     std::shared_ptr<net::Stream> stream;
     {
       std::lock_guard lock(mu_);
-      target_ = target;
       stream = stream_;
     }
     // If the connection is down, the reconnection sends HAVE instead.
@@ -119,13 +161,7 @@ class NetworkPageSource::Impl {
         log().debug("{}: HAVE not sent: {}", describe(), s.to_string());
       }
     }
-    return Status::ok();
-  }
-
-  void stop_push() {
-    std::unique_lock lock(mu_);
-    target_ = nullptr;
-    cv_.wait(lock, [&] { return target_users_ == 0; });
+    return push_;
   }
 
   Status complete() {
@@ -289,14 +325,16 @@ class NetworkPageSource::Impl {
     (void)stream.write_full(v2::encode(request), net::deadline_after(kWriteTimeout));
   }
 
-  // Tells the server what the target holds, then that pushing may begin.
+  // Tells the server what the sink holds, then that pushing may begin.
   Status send_have(net::Stream& stream) {
-    PushTarget* target = nullptr;
-    {
-      std::lock_guard lock(mu_);
-      target = target_;
-    }
-    if (target == nullptr) return Status::ok();
+    PageSink* sink = push_->acquire();
+    if (sink == nullptr) return Status::ok();
+    Status sent = send_have(stream, *sink);
+    push_->release();
+    return sent;
+  }
+
+  Status send_have(net::Stream& stream, const PageSink& sink) {
     std::lock_guard write_lock(write_mu_);
     const auto deadline = net::deadline_after(kWriteTimeout);
     const uint64_t per_frame = uint64_t{v2::kMaxHaveBytes} * 8;
@@ -305,7 +343,7 @@ class NetworkPageSource::Impl {
       v2::Have have{first, std::vector<std::byte>((count + 7) / 8)};
       bool any = false;
       for (uint64_t i = 0; i < count; ++i) {
-        if (target->holds_page(image_.ram_start + (first + i) * image_.page_size)) {
+        if (sink.holds_page(image_.ram_start + (first + i) * image_.page_size)) {
           have.bitmap[i / 8] |= std::byte{static_cast<uint8_t>(1u << (i % 8))};
           any = true;
         }
@@ -519,7 +557,6 @@ class NetworkPageSource::Impl {
     Status decoded = raw ? v2::verify_raw_payload(header, payload)
                          : v2::decode_payload(header, payload,
                                               std::span(push_buffer_).first(header.length), false);
-    PushTarget* target = nullptr;
     v2::Request again;
     {
       std::lock_guard lock(mu_);
@@ -532,15 +569,13 @@ class NetworkPageSource::Impl {
       }
       if (!decoded) {
         ++stats_.corrupt;
-        // Fetch it again, into the target like a pushed range.
+        // Fetch it again, into the sink like a pushed range.
         const uint64_t id = kRepairBit | next_id_++;
         repairs_.emplace(id, std::pair<uint64_t, uint32_t>{header.gpa, header.length});
         ++stats_.requests;
         log().warn("{}: pushed {}; fetching it again", describe(), decoded.message());
         again = v2::Request{id, header.gpa, header.length};
       } else {
-        target = target_;
-        if (target != nullptr) ++target_users_;
         stats_.pushed_bytes += header.length;
         if (header.encoding == v2::Encoding::kZero) stats_.zero_bytes += header.length;
       }
@@ -549,15 +584,12 @@ class NetworkPageSource::Impl {
       send_request(stream, again);
       return Status::ok();
     }
-    if (target == nullptr) return Status::ok();  // nobody to hand it to: dropped
+    PageSink* sink = push_->acquire();
+    if (sink == nullptr) return Status::ok();  // nobody to hand it to: dropped
     const bool zero = header.encoding == v2::Encoding::kZero;
-    Status installed = target->install_pushed(header.gpa, header.length,
-                                              zero ? std::span<const std::byte>() : bytes);
-    {
-      std::lock_guard lock(mu_);
-      --target_users_;
-    }
-    cv_.notify_all();
+    Status installed =
+        sink->install(header.gpa, header.length, zero ? std::span<const std::byte>() : bytes);
+    push_->release();
     if (!installed) {
       log().warn("{}: pushed range [{:#x}, +{:#x}) not installed: {}", describe(), header.gpa,
                  header.length, installed.to_string());
@@ -579,9 +611,8 @@ class NetworkPageSource::Impl {
   std::map<uint64_t, std::pair<uint64_t, uint32_t>> repairs_;  // id -> pushed range to re-fetch
   uint64_t next_id_ = 1;
   std::shared_ptr<net::Stream> stream_;  // null while disconnected
-  PushTarget* target_ = nullptr;
-  int target_users_ = 0;  // hand-overs to target_ in progress
-  Status failed_;         // not OK while reconnecting has failed for too long
+  const std::shared_ptr<Push::State> push_ = std::make_shared<Push::State>();
+  Status failed_;  // not OK while reconnecting has failed for too long
   bool stopping_ = false;
   bool completed_ = false;  // COMPLETE sent: the server may go away
   NetworkSourceStats stats_;
@@ -610,11 +641,10 @@ std::string NetworkPageSource::describe() const {
 const RemoteImage& NetworkPageSource::image() const {
   return impl_->image();
 }
-Status NetworkPageSource::start_push(PushTarget* target) {
-  return impl_->start_push(target);
-}
-void NetworkPageSource::stop_push() {
-  impl_->stop_push();
+Result<std::unique_ptr<NetworkPageSource::Push>> NetworkPageSource::start_push(PageSink& sink) {
+  auto state = impl_->start_push(sink);
+  if (!state) return state.status();
+  return std::unique_ptr<Push>(new Push(std::move(*state)));
 }
 Status NetworkPageSource::complete() {
   return impl_->complete();
