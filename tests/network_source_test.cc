@@ -154,7 +154,7 @@ TEST_P(NetworkSourceTest, SendsZeroPagesAsAFlag) {
 }
 
 TEST_P(NetworkSourceTest, CompressesWithLz4AndZstd) {
-  for (const char* compression : {"lz4", "zstd"}) {
+  for (const Compression compression : {Compression::kLz4, Compression::kZstd}) {
     PageServerOptions options;
     options.compression = compression;
     Serve(1024, options);
@@ -164,7 +164,8 @@ TEST_P(NetworkSourceTest, CompressesWithLz4AndZstd) {
     ASSERT_TRUE(source);
     FetchRandomly(*source, 4, 100);
     const auto stats = source->stats();
-    EXPECT_LT(stats.wire_bytes, stats.requested_bytes - stats.zero_bytes) << compression;
+    EXPECT_LT(stats.wire_bytes, stats.requested_bytes - stats.zero_bytes)
+        << compression_name(compression);
     served_.server.reset();
   }
 }
@@ -291,7 +292,7 @@ class NetworkSourceTlsTest : public ::testing::Test {
     options.tls_cert = certs_.server_cert;
     options.tls_key = certs_.server_key;
     if (mutual) options.tls_ca = certs_.ca_cert;
-    options.compression = "lz4";
+    options.compression = Compression::kLz4;
     return testing::serve_image(dir_, "tcp:127.0.0.1:0", 512, options);
   }
 
@@ -302,7 +303,7 @@ class NetworkSourceTlsTest : public ::testing::Test {
       options.tls.cert_file = certs_.client_cert;
       options.tls.key_file = certs_.client_key;
     }
-    options.compression = "lz4";
+    options.compression = Compression::kLz4;
     options.reconnect_for = 500ms;
     return options;
   }

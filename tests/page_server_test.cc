@@ -319,6 +319,8 @@ TEST(ServePagesCliTest, BadArgumentsExitNonZeroNamingTheProblem) {
       {{"--listen", sock, "--mem-file", dir.file("nope"), "--ram-start", "0"}, dir.file("nope")},
       {{"--listen", sock, "--mem-file", mem, "--ram-start", "0xfoo"}, "--ram-start"},
       {{"--listen", sock, "--ram-start", "0"}, "--mem-file"},
+      {{"--listen", sock, "--mem-file", mem, "--ram-start", "0", "--compression", "gzip"},
+       "--compression"},
   };
   for (const auto& [args, problem] : cases) {
     ServePagesProcess process(args);

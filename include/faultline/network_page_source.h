@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "faultline/compression.h"
 #include "faultline/page_sink.h"
 #include "faultline/page_source.h"
 #include "faultline/status.h"
@@ -32,8 +33,8 @@ struct TlsClientOptions {
 };
 
 struct NetworkSourceOptions {
-  std::string compression = "none";  // accepted from the server: "none", "lz4", "zstd"
-  bool push = false;                 // ask the server to push every page (start_push)
+  Compression compression = Compression::kNone;  // accepted from the server besides raw
+  bool push = false;                             // ask the server to push every page (start_push)
   TlsClientOptions tls;
   // TCP without TLS only when asked for; Unix sockets never need it.
   bool allow_plain_tcp = false;

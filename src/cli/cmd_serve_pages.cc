@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/compression_option.h"
 #include "cli/stop_signals.h"
 #include "cli/tls_args.h"
 #include "core/log.h"
@@ -23,7 +24,7 @@ struct ServePagesArgs {
   std::string mem_file;
   std::string ram_start = "0";
   int max_clients = PageServerOptions{}.max_clients;
-  std::string compression = "none";
+  Compression compression = Compression::kNone;
   bool no_push = false;
   TlsArgs tls;
 };
@@ -97,9 +98,7 @@ void add_serve_pages_command(CLI::App& app) {
   cmd->add_option("--max-clients", args->max_clients, "connections served at once")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--compression", args->compression,
-                  "v2 clients that accept it get none, lz4 or zstd")
-      ->capture_default_str();
+  add_compression_option(cmd, args->compression, "v2 clients that accept it get none, lz4 or zstd");
   cmd->add_flag("--no-push", args->no_push, "v2: answer requests only, never push");
   args->tls.add_to(cmd, true);
   cmd->callback([args] { run_serve_pages(*args); });

@@ -390,8 +390,7 @@ Result<std::unique_ptr<PageServer>> PageServer::start(const PageServerOptions& o
     return invalid_argument(
         fmt::format("page server: push chunk {} outside [4 KiB, 2 MiB]", options.push_chunk));
   }
-  auto compression = v2::parse_compression(options.compression);
-  if (!compression) return compression.status();
+  const v2::Encoding compression = v2::encoding_of(options.compression);
   auto address = net::parse_socket_address(options.listen);
   if (!address) return address.status();
   std::shared_ptr<net::TlsContext> tls;
@@ -406,7 +405,7 @@ Result<std::unique_ptr<PageServer>> PageServer::start(const PageServerOptions& o
   if (!stop_event) return io_error("page server: eventfd", errno);
   auto listener = net::listen_socket(*address);
   if (!listener) return listener.status();
-  auto impl = std::make_unique<Impl>(std::move(memory), options, *compression, std::move(tls),
+  auto impl = std::make_unique<Impl>(std::move(memory), options, compression, std::move(tls),
                                      std::move(*listener), std::move(stop_event));
   return std::unique_ptr<PageServer>(new PageServer(std::move(impl)));
 }

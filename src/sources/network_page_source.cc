@@ -88,9 +88,8 @@ class NetworkPageSource::Impl {
   }
 
   Status start() {
-    auto encoding = v2::parse_compression(options_.compression);
-    if (!encoding) return encoding.status();
-    accepted_ = v2::encoding_bit(v2::Encoding::kRaw) | v2::encoding_bit(*encoding);
+    accepted_ = v2::encoding_bit(v2::Encoding::kRaw) |
+                v2::encoding_bit(v2::encoding_of(options_.compression));
     const TlsClientOptions& t = options_.tls;
     if (!t.ca_file.empty() || !t.cert_file.empty() || !t.key_file.empty()) {
       auto context = net::TlsContext::client({t.cert_file, t.key_file, t.ca_file, t.server_name});
