@@ -289,14 +289,14 @@ class NetworkSourceTlsTest : public ::testing::Test {
 
   ServedImage ServeTls(bool mutual) {
     PageServerOptions options;
-    options.tls_cert = certs_.server_cert;
-    options.tls_key = certs_.server_key;
-    if (mutual) options.tls_ca = certs_.ca_cert;
+    options.tls.cert_file = certs_.server_cert;
+    options.tls.key_file = certs_.server_key;
+    if (mutual) options.tls.ca_file = certs_.ca_cert;
     options.compression = Compression::kLz4;
     return testing::serve_image(dir_, "tcp:127.0.0.1:0", 512, options);
   }
 
-  NetworkSourceOptions TlsOptions(bool with_client_cert) {
+  NetworkSourceOptions TlsClient(bool with_client_cert) {
     NetworkSourceOptions options;
     options.tls.ca_file = certs_.ca_cert;
     if (with_client_cert) {
@@ -327,7 +327,7 @@ void FetchEverything(const ServedImage& served, NetworkPageSource& source) {
 TEST_F(NetworkSourceTlsTest, ServesPagesInsideTls) {
   ServedImage served = ServeTls(false);
   ASSERT_TRUE(served.server);
-  auto source = NetworkPageSource::connect(served.server->address(), TlsOptions(false));
+  auto source = NetworkPageSource::connect(served.server->address(), TlsClient(false));
   ASSERT_TRUE(source.is_ok()) << source.status().to_string();
   FetchEverything(served, **source);
 }
@@ -335,7 +335,7 @@ TEST_F(NetworkSourceTlsTest, ServesPagesInsideTls) {
 TEST_F(NetworkSourceTlsTest, MutualAuthenticationServesAClientWithACertificate) {
   ServedImage served = ServeTls(true);
   ASSERT_TRUE(served.server);
-  auto source = NetworkPageSource::connect(served.server->address(), TlsOptions(true));
+  auto source = NetworkPageSource::connect(served.server->address(), TlsClient(true));
   ASSERT_TRUE(source.is_ok()) << source.status().to_string();
   FetchEverything(served, **source);
 }
@@ -343,14 +343,14 @@ TEST_F(NetworkSourceTlsTest, MutualAuthenticationServesAClientWithACertificate) 
 TEST_F(NetworkSourceTlsTest, MutualAuthenticationRefusesAClientWithoutOne) {
   ServedImage served = ServeTls(true);
   ASSERT_TRUE(served.server);
-  auto source = NetworkPageSource::connect(served.server->address(), TlsOptions(false));
+  auto source = NetworkPageSource::connect(served.server->address(), TlsClient(false));
   EXPECT_FALSE(source.is_ok());
 }
 
 TEST_F(NetworkSourceTlsTest, AClientTrustingAnotherCaRefusesTheServer) {
   ServedImage served = ServeTls(false);
   ASSERT_TRUE(served.server);
-  NetworkSourceOptions options = TlsOptions(false);
+  NetworkSourceOptions options = TlsClient(false);
   options.tls.ca_file = certs_.other_ca_cert;
   auto source = NetworkPageSource::connect(served.server->address(), options);
   ASSERT_FALSE(source.is_ok());

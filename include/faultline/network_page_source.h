@@ -22,20 +22,14 @@
 #include "faultline/page_sink.h"
 #include "faultline/page_source.h"
 #include "faultline/status.h"
+#include "faultline/tls_options.h"
 
 namespace faultline {
-
-struct TlsClientOptions {
-  std::string ca_file;    // trust anchors for the server's certificate; empty: no TLS
-  std::string cert_file;  // our certificate, for servers that require one (mutual)
-  std::string key_file;
-  std::string server_name;  // expected in the server's certificate; default: the host
-};
 
 struct NetworkSourceOptions {
   Compression compression = Compression::kNone;  // accepted from the server besides raw
   bool push = false;                             // ask the server to push every page (start_push)
-  TlsClientOptions tls;
+  TlsOptions tls;  // ca_file turns TLS on; cert_file and key_file for mutual
   // TCP without TLS only when asked for; Unix sockets never need it.
   bool allow_plain_tcp = false;
   std::chrono::milliseconds connect_timeout{2000};

@@ -61,7 +61,8 @@ void migrate(const MigrateArgs& a) {
   auto address = net::parse_socket_address(a.listen);
   if (!address.is_ok()) fail(cmd, "--listen: " + address.status().message());
   // Refused before the guest runs, not after (PageServer::start checks it again).
-  if (address->kind == net::SocketAddress::Kind::kTcp && a.tls.cert.empty() && !a.tls.plain_tcp) {
+  if (address->kind == net::SocketAddress::Kind::kTcp && a.tls.options.cert_file.empty() &&
+      !a.tls.plain_tcp) {
     fail(cmd, net::plain_tcp_refused(*address, "--tls-cert and --tls-key").message());
   }
   auto ram_size = parse_size(a.ram);
@@ -109,9 +110,7 @@ void migrate(const MigrateArgs& a) {
   options.listen = a.listen;
   options.compression = a.compression;
   options.push = true;
-  options.tls_cert = a.tls.cert;
-  options.tls_key = a.tls.key;
-  options.tls_ca = a.tls.ca;
+  options.tls = a.tls.options;
   options.allow_plain_tcp = a.tls.plain_tcp;
   std::mutex mu;
   bool completed = false;
@@ -307,7 +306,7 @@ void receive(const ReceiveArgs& a) {
   options.fault_threads = a.fault_threads;
   options.network.compression = a.compression;
   options.network.allow_plain_tcp = a.tls.plain_tcp;
-  options.network.tls = {a.tls.ca, a.tls.cert, a.tls.key, a.tls.server_name};
+  options.network.tls = a.tls.options;
   options.network.reconnect_for =
       std::chrono::milliseconds(static_cast<int64_t>(a.reconnect_s * 1000));
   // The source listens once its guest is paused: keep knocking until then.

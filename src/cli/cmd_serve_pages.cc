@@ -59,9 +59,7 @@ void run_serve_pages(const ServePagesArgs& args) {
   options.max_clients = args.max_clients;
   options.compression = args.compression;
   options.push = !args.no_push;
-  options.tls_cert = args.tls.cert;
-  options.tls_key = args.tls.key;
-  options.tls_ca = args.tls.ca;
+  options.tls = args.tls.options;
   options.allow_plain_tcp = args.tls.plain_tcp;
   auto server = PageServer::start(options);
   if (!server) fail(server.status().to_string());
@@ -69,7 +67,7 @@ void run_serve_pages(const ServePagesArgs& args) {
   const std::string& address = (*server)->address();
   log().info("serving pages of {} (ram_start {:#x}) on {}", args.mem_file, *ram_start, address);
   auto parsed = net::parse_socket_address(address);
-  if (parsed && !net::is_loopback_only(*parsed) && args.tls.cert.empty()) {
+  if (parsed && !net::is_loopback_only(*parsed) && args.tls.options.cert_file.empty()) {
     log().warn(
         "{} accepts connections from other hosts in plaintext (--plain-tcp), "
         "unauthenticated: anyone who can reach it can read guest memory",

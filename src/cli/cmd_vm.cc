@@ -162,7 +162,7 @@ void restore_vm(const RestoreArgs& a) {
   options.background_fill = !a.no_fill;
   options.network.compression = a.compression;
   options.network.allow_plain_tcp = a.tls.plain_tcp;
-  options.network.tls = {a.tls.ca, a.tls.cert, a.tls.key, a.tls.server_name};
+  options.network.tls = a.tls.options;
   auto restored = vm::restore_vm(options);
   if (!restored.is_ok()) fail("restore", restored.status().to_string());
   vm::RestoredVm& r = **restored;

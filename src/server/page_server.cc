@@ -394,8 +394,9 @@ Result<std::unique_ptr<PageServer>> PageServer::start(const PageServerOptions& o
   auto address = net::parse_socket_address(options.listen);
   if (!address) return address.status();
   std::shared_ptr<net::TlsContext> tls;
-  if (!options.tls_cert.empty() || !options.tls_key.empty() || !options.tls_ca.empty()) {
-    auto context = net::TlsContext::server({options.tls_cert, options.tls_key, options.tls_ca, ""});
+  const TlsOptions& t = options.tls;
+  if (!t.cert_file.empty() || !t.key_file.empty() || !t.ca_file.empty()) {
+    auto context = net::TlsContext::server(t);
     if (!context) return context.status();
     tls = std::move(*context);
   } else if (address->kind == net::SocketAddress::Kind::kTcp && !options.allow_plain_tcp) {

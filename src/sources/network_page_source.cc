@@ -90,9 +90,9 @@ class NetworkPageSource::Impl {
   Status start() {
     accepted_ = v2::encoding_bit(v2::Encoding::kRaw) |
                 v2::encoding_bit(v2::encoding_of(options_.compression));
-    const TlsClientOptions& t = options_.tls;
+    const TlsOptions& t = options_.tls;
     if (!t.ca_file.empty() || !t.cert_file.empty() || !t.key_file.empty()) {
-      auto context = net::TlsContext::client({t.cert_file, t.key_file, t.ca_file, t.server_name});
+      auto context = net::TlsContext::client(t);
       if (!context) return context.status();
       tls_ = std::move(*context);
     }
