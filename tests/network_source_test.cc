@@ -279,6 +279,8 @@ TEST(NetworkSourcePolicyTest, RefusesPlainTcpUnlessAskedFor) {
   EXPECT_EQ(source.status().code(), ErrorCode::kInvalidArgument);
   EXPECT_NE(source.status().message().find("plain TCP"), std::string::npos)
       << source.status().to_string();
+  // The library names option fields, never a CLI flag.
+  EXPECT_EQ(source.status().message().find("--"), std::string::npos) << source.status().to_string();
 }
 
 // TLS: the same protocol inside TLS 1.3, the server verified by the client's

@@ -63,7 +63,8 @@ void migrate(const MigrateArgs& a) {
   // Refused before the guest runs, not after (PageServer::start checks it again).
   if (address->kind == net::SocketAddress::Kind::kTcp && a.tls.options.cert_file.empty() &&
       !a.tls.plain_tcp) {
-    fail(cmd, net::plain_tcp_refused(*address, "--tls-cert and --tls-key").message());
+    fail(cmd, net::plain_tcp_refused(*address, "TlsOptions::cert_file and TlsOptions::key_file")
+                  .message());
   }
   auto ram_size = parse_size(a.ram);
   if (!ram_size.is_ok()) fail(cmd, "--ram: " + ram_size.status().message());

@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "cli/compression_option.h"
+#include "cli/flag_names.h"
 #include "cli/stop_signals.h"
 #include "cli/tls_args.h"
 #include "core/log.h"
@@ -41,7 +42,7 @@ std::optional<uint64_t> parse_address(const std::string& text) {
 }
 
 [[noreturn]] void fail(const std::string& message) {
-  log().error("serve-pages: {}", message);
+  log().error("serve-pages: {}", with_flag_names(message));
   throw CLI::RuntimeError(1);
 }
 

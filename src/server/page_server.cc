@@ -400,7 +400,7 @@ Result<std::unique_ptr<PageServer>> PageServer::start(const PageServerOptions& o
     if (!context) return context.status();
     tls = std::move(*context);
   } else if (address->kind == net::SocketAddress::Kind::kTcp && !options.allow_plain_tcp) {
-    return net::plain_tcp_refused(*address, "--tls-cert and --tls-key");
+    return net::plain_tcp_refused(*address, "TlsOptions::cert_file and TlsOptions::key_file");
   }
   UniqueFd stop_event(::eventfd(0, EFD_CLOEXEC));
   if (!stop_event) return io_error("page server: eventfd", errno);
