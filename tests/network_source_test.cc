@@ -170,68 +170,6 @@ TEST_P(NetworkSourceTest, CompressesWithLz4AndZstd) {
   }
 }
 
-// Counts what a push hands over; holds nothing, so everything is pushed.
-class CountingSink final : public PageSink {
- public:
-  Status install(Gpa /*gpa*/, uint64_t length, std::span<const std::byte> /*bytes*/) override {
-    installed.fetch_add(length);
-    std::this_thread::sleep_for(delay);
-    return Status::ok();
-  }
-  bool holds_page(Gpa /*gpa*/) const override { return false; }
-  std::atomic<uint64_t> installed{0};
-  std::chrono::microseconds delay{0};  // per hand-over: keeps the push going
-};
-
-TEST_P(NetworkSourceTest, APushEndsWhenItsObjectIsDestroyed) {
-  Serve(4096);
-  NetworkSourceOptions options = plain_options();
-  options.push = true;
-  auto source = Connect(served_.server->address(), options);
-  ASSERT_TRUE(source);
-  CountingSink sink;
-  sink.delay = 2ms;  // 16 MiB in 128 KiB frames: still pushing when the Push goes
-  auto push = source->start_push(sink);
-  ASSERT_TRUE(push.is_ok()) << push.status().to_string();
-  // One push per source.
-  EXPECT_EQ(source->start_push(sink).status().code(), ErrorCode::kInvalidArgument);
-  const auto give_up = std::chrono::steady_clock::now() + 10s;
-  while (sink.installed.load() == 0 && std::chrono::steady_clock::now() < give_up) {
-    std::this_thread::sleep_for(1ms);
-  }
-  EXPECT_GT(sink.installed.load(), 0u);
-  push->reset();  // returns once no hand-over is in progress
-  const uint64_t at_end = sink.installed.load();
-  std::this_thread::sleep_for(100ms);
-  EXPECT_LT(at_end, 4096 * kPage) << "the push ended before its object did: nothing tested";
-  EXPECT_EQ(sink.installed.load(), at_end) << "pages handed over after the push ended";
-  // The source keeps serving fetches.
-  FetchAndCheck(*source, 0, 4);
-}
-
-TEST_P(NetworkSourceTest, APushMayOutliveItsSource) {
-  Serve(256);
-  NetworkSourceOptions options = plain_options();
-  options.push = true;
-  auto source = Connect(served_.server->address(), options);
-  ASSERT_TRUE(source);
-  CountingSink sink;
-  auto push = source->start_push(sink);
-  ASSERT_TRUE(push.is_ok()) << push.status().to_string();
-  source.reset();
-  push->reset();
-}
-
-TEST(NetworkSourcePolicyTest, StartPushNeedsASourceOpenedWithPush) {
-  testing::TempDir dir;
-  ServedImage served = testing::serve_image(dir, "unix:" + dir.file("s.sock"), 16);
-  ASSERT_TRUE(served.server);
-  auto source = NetworkPageSource::connect(served.server->address(), plain_options());
-  ASSERT_TRUE(source.is_ok()) << source.status().to_string();
-  CountingSink sink;
-  EXPECT_EQ((*source)->start_push(sink).status().code(), ErrorCode::kInvalidArgument);
-}
-
 TEST_P(NetworkSourceTest, ARequestOutsideTheImageIsAPermanentError) {
   Serve(16);
   auto source = Connect(served_.server->address());
