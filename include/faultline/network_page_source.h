@@ -77,7 +77,7 @@ class NetworkPageSource : public PageSource {
     ~Push();
     Push(const Push&) = delete;
     Push& operator=(const Push&) = delete;
-    struct State;
+    struct State;  // shared with the source's reader (sources/network_push.h)
 
    private:
     friend class NetworkPageSource;
