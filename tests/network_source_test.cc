@@ -75,9 +75,7 @@ class NetworkSourceTest : public ::testing::TestWithParam<Transport> {
     std::unique_ptr<testing::GuestMemory> memory;
     NetworkPageSource* source = nullptr;  // owned by the pager
     std::unique_ptr<FaultServer> server;
-    ~PushedGuest() {
-      if (source != nullptr) source->stop_push();  // before the server goes
-    }
+    std::unique_ptr<NetworkPageSource::Push> push;  // destroyed before the server
   };
 
   void StartPushedGuest(const std::string& address, PushedGuest& guest) {
@@ -98,7 +96,9 @@ class NetworkSourceTest : public ::testing::TestWithParam<Transport> {
             ->map({ServedImage::kRamStart, guest.memory->data(), guest.memory->size(), kPage})
             .is_ok());
     ASSERT_TRUE(guest.server->start().is_ok());
-    ASSERT_TRUE(source->start_push(guest.server.get()).is_ok());
+    auto push = source->start_push(*guest.server);
+    ASSERT_TRUE(push.is_ok());
+    guest.push = std::move(push).value();
   }
 
   // Many threads, random ranges, every byte checked.
@@ -154,7 +154,7 @@ TEST_P(NetworkSourceTest, SendsZeroPagesAsAFlag) {
 }
 
 TEST_P(NetworkSourceTest, CompressesWithLz4AndZstd) {
-  for (const char* compression : {"lz4", "zstd"}) {
+  for (const Compression compression : {Compression::kLz4, Compression::kZstd}) {
     PageServerOptions options;
     options.compression = compression;
     Serve(1024, options);
@@ -164,7 +164,8 @@ TEST_P(NetworkSourceTest, CompressesWithLz4AndZstd) {
     ASSERT_TRUE(source);
     FetchRandomly(*source, 4, 100);
     const auto stats = source->stats();
-    EXPECT_LT(stats.wire_bytes, stats.requested_bytes - stats.zero_bytes) << compression;
+    EXPECT_LT(stats.wire_bytes, stats.requested_bytes - stats.zero_bytes)
+        << compression_name(compression);
     served_.server.reset();
   }
 }
@@ -278,6 +279,8 @@ TEST(NetworkSourcePolicyTest, RefusesPlainTcpUnlessAskedFor) {
   EXPECT_EQ(source.status().code(), ErrorCode::kInvalidArgument);
   EXPECT_NE(source.status().message().find("plain TCP"), std::string::npos)
       << source.status().to_string();
+  // The library names option fields, never a CLI flag.
+  EXPECT_EQ(source.status().message().find("--"), std::string::npos) << source.status().to_string();
 }
 
 // TLS: the same protocol inside TLS 1.3, the server verified by the client's
@@ -288,21 +291,21 @@ class NetworkSourceTlsTest : public ::testing::Test {
 
   ServedImage ServeTls(bool mutual) {
     PageServerOptions options;
-    options.tls_cert = certs_.server_cert;
-    options.tls_key = certs_.server_key;
-    if (mutual) options.tls_ca = certs_.ca_cert;
-    options.compression = "lz4";
+    options.tls.cert_file = certs_.server_cert;
+    options.tls.key_file = certs_.server_key;
+    if (mutual) options.tls.ca_file = certs_.ca_cert;
+    options.compression = Compression::kLz4;
     return testing::serve_image(dir_, "tcp:127.0.0.1:0", 512, options);
   }
 
-  NetworkSourceOptions TlsOptions(bool with_client_cert) {
+  NetworkSourceOptions TlsClient(bool with_client_cert) {
     NetworkSourceOptions options;
     options.tls.ca_file = certs_.ca_cert;
     if (with_client_cert) {
       options.tls.cert_file = certs_.client_cert;
       options.tls.key_file = certs_.client_key;
     }
-    options.compression = "lz4";
+    options.compression = Compression::kLz4;
     options.reconnect_for = 500ms;
     return options;
   }
@@ -326,7 +329,7 @@ void FetchEverything(const ServedImage& served, NetworkPageSource& source) {
 TEST_F(NetworkSourceTlsTest, ServesPagesInsideTls) {
   ServedImage served = ServeTls(false);
   ASSERT_TRUE(served.server);
-  auto source = NetworkPageSource::connect(served.server->address(), TlsOptions(false));
+  auto source = NetworkPageSource::connect(served.server->address(), TlsClient(false));
   ASSERT_TRUE(source.is_ok()) << source.status().to_string();
   FetchEverything(served, **source);
 }
@@ -334,7 +337,7 @@ TEST_F(NetworkSourceTlsTest, ServesPagesInsideTls) {
 TEST_F(NetworkSourceTlsTest, MutualAuthenticationServesAClientWithACertificate) {
   ServedImage served = ServeTls(true);
   ASSERT_TRUE(served.server);
-  auto source = NetworkPageSource::connect(served.server->address(), TlsOptions(true));
+  auto source = NetworkPageSource::connect(served.server->address(), TlsClient(true));
   ASSERT_TRUE(source.is_ok()) << source.status().to_string();
   FetchEverything(served, **source);
 }
@@ -342,14 +345,14 @@ TEST_F(NetworkSourceTlsTest, MutualAuthenticationServesAClientWithACertificate) 
 TEST_F(NetworkSourceTlsTest, MutualAuthenticationRefusesAClientWithoutOne) {
   ServedImage served = ServeTls(true);
   ASSERT_TRUE(served.server);
-  auto source = NetworkPageSource::connect(served.server->address(), TlsOptions(false));
+  auto source = NetworkPageSource::connect(served.server->address(), TlsClient(false));
   EXPECT_FALSE(source.is_ok());
 }
 
 TEST_F(NetworkSourceTlsTest, AClientTrustingAnotherCaRefusesTheServer) {
   ServedImage served = ServeTls(false);
   ASSERT_TRUE(served.server);
-  NetworkSourceOptions options = TlsOptions(false);
+  NetworkSourceOptions options = TlsClient(false);
   options.tls.ca_file = certs_.other_ca_cert;
   auto source = NetworkPageSource::connect(served.server->address(), options);
   ASSERT_FALSE(source.is_ok());

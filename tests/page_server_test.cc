@@ -316,9 +316,14 @@ TEST(ServePagesCliTest, BadArgumentsExitNonZeroNamingTheProblem) {
       {{"--listen", "tcp:localhost:70000", "--mem-file", mem, "--ram-start", "0"}, "65535"},
       {{"--listen", "tcp:127.0.0.1:0", "--mem-file", mem, "--ram-start", "0"},
        "refusing plain TCP"},
+      // The library names its option fields; the user reads the flags.
+      {{"--listen", "tcp:127.0.0.1:0", "--mem-file", mem, "--ram-start", "0"},
+       "(--tls-cert and --tls-key) or allow plain TCP explicitly (--plain-tcp)"},
       {{"--listen", sock, "--mem-file", dir.file("nope"), "--ram-start", "0"}, dir.file("nope")},
       {{"--listen", sock, "--mem-file", mem, "--ram-start", "0xfoo"}, "--ram-start"},
       {{"--listen", sock, "--ram-start", "0"}, "--mem-file"},
+      {{"--listen", sock, "--mem-file", mem, "--ram-start", "0", "--compression", "gzip"},
+       "--compression"},
   };
   for (const auto& [args, problem] : cases) {
     ServePagesProcess process(args);

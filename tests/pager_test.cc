@@ -239,10 +239,11 @@ TEST_F(PagerTest, ShutdownDuringRetriesAbandonsTheFault) {
 
 class RecordingSink final : public PageSink {
  public:
-  Status install(Gpa page_gpa, uint64_t page_size, std::span<const std::byte> bytes) override {
-    pages.push_back({page_gpa, page_size, std::vector<std::byte>(bytes.begin(), bytes.end())});
+  Status install(Gpa gpa, uint64_t length, std::span<const std::byte> bytes) override {
+    pages.push_back({gpa, length, std::vector<std::byte>(bytes.begin(), bytes.end())});
     return Status::ok();
   }
+  bool holds_page(Gpa /*gpa*/) const override { return false; }
   struct Installed {
     Gpa gpa;
     uint64_t size;

@@ -444,11 +444,17 @@ TEST_F(TlsStreamTest, ContextsRefuseIncompleteOptions) {
       TlsContext::client({.cert_file = certs_.client_cert, .key_file = certs_.client_key});
   auto half = TlsContext::client({.cert_file = certs_.client_cert, .ca_file = certs_.ca_cert});
 
+  // Refused as invalid arguments, naming the option fields (the CLI turns
+  // them into its flags).
   ASSERT_FALSE(server);
-  expect_mentions(server.status(), "a TLS server needs cert_file and key_file");
+  EXPECT_EQ(server.status().code(), ErrorCode::kInvalidArgument);
+  expect_mentions(server.status(),
+                  "a TLS server needs TlsOptions::cert_file and TlsOptions::key_file");
   ASSERT_FALSE(client);
-  expect_mentions(client.status(), "a TLS client needs ca_file");
+  EXPECT_EQ(client.status().code(), ErrorCode::kInvalidArgument);
+  expect_mentions(client.status(), "a TLS client needs TlsOptions::ca_file");
   ASSERT_FALSE(half);
+  EXPECT_EQ(half.status().code(), ErrorCode::kInvalidArgument);
   expect_mentions(half.status(), "give both or neither");
 }
 

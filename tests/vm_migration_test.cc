@@ -187,6 +187,18 @@ TEST(VmMigrate, PlainTcpIsRefusedUnlessAskedFor) {
   Cli source = faultline(dir, with({"migrate", "--listen", "tcp:127.0.0.1:0"}, kWorkload));
   EXPECT_NE(source.exit_code, 0);
   EXPECT_NE(source.err.find("refusing plain TCP"), std::string::npos) << source.err;
+  // What the user reads names the flags, not the library's option fields.
+  EXPECT_NE(source.err.find("(--tls-cert and --tls-key)"), std::string::npos) << source.err;
+  EXPECT_NE(source.err.find("(--plain-tcp)"), std::string::npos) << source.err;
+}
+
+TEST(VmMigrate, ADestinationRefusesPlainTcpNamingTheFlags) {
+  TempDir dir;
+  Cli received = faultline(dir, {"vm", "receive", "--from", "tcp:127.0.0.1:1", "--wait", "0.2"});
+  EXPECT_NE(received.exit_code, 0);
+  EXPECT_NE(received.err.find("refusing plain TCP"), std::string::npos) << received.err;
+  EXPECT_NE(received.err.find("(--tls-ca)"), std::string::npos) << received.err;
+  EXPECT_NE(received.err.find("(--plain-tcp)"), std::string::npos) << received.err;
 }
 
 }  // namespace

@@ -32,7 +32,7 @@
 #include <memory>
 #include <string>
 
-#include "faultline/network_page_source.h"
+#include "faultline/page_sink.h"
 #include "faultline/pager.h"
 #include "faultline/status.h"
 #include "faultline/unique_fd.h"
@@ -100,7 +100,7 @@ struct FaultServerStats {
   uint64_t fully_resident_ns = 0;
 };
 
-class FaultServer : public PageSink, public PushTarget {
+class FaultServer : public PageSink {
  public:
   // Opens a fresh userfaultfd (/dev/userfaultfd, else the syscall).
   static Result<std::unique_ptr<FaultServer>> create(PagerHandle pager,
@@ -129,12 +129,11 @@ class FaultServer : public PageSink, public PushTarget {
   // Fetches and installs the Pager's prewarm list. Call before vCPUs run.
   Status prewarm();
 
-  // PageSink: install one page at its guest address (used by prewarm).
-  Status install(Gpa page_gpa, uint64_t page_size, std::span<const std::byte> bytes) override;
-
-  // PushTarget: install pages a network source pushed unasked (pages present
-  // already are left alone); whether a page is present.
-  Status install_pushed(Gpa gpa, uint64_t length, std::span<const std::byte> bytes) override;
+  // PageSink, for pages that arrive unasked (a network source's push, see
+  // NetworkPageSource::start_push): installs whole pages of the mappings,
+  // leaving present ones alone, counted in stats().pushed_pages; whether a
+  // page is present (installed or removed).
+  Status install(Gpa gpa, uint64_t length, std::span<const std::byte> bytes) override;
   bool holds_page(Gpa gpa) const override;
   // Whether every page of every mapping is present (installed or removed);
   // the first time it is, stats().fully_resident_ns is set. O(pages).

@@ -18,33 +18,18 @@
 #include <string>
 #include <vector>
 
+#include "faultline/compression.h"
+#include "faultline/page_sink.h"
 #include "faultline/page_source.h"
 #include "faultline/status.h"
+#include "faultline/tls_options.h"
 
 namespace faultline {
 
-// Where pushed pages go: the fault server, which installs them.
-class PushTarget {
- public:
-  virtual ~PushTarget() = default;
-  // Installs guest-physical [gpa, gpa + length): `bytes` (length bytes), or
-  // zeros when `bytes` is empty. Pages already present are left as they are.
-  virtual Status install_pushed(Gpa gpa, uint64_t length, std::span<const std::byte> bytes) = 0;
-  // Whether the page at `gpa` is present (never asked for, never pushed again).
-  virtual bool holds_page(Gpa gpa) const = 0;
-};
-
-struct TlsClientOptions {
-  std::string ca_file;    // trust anchors for the server's certificate; empty: no TLS
-  std::string cert_file;  // our certificate, for servers that require one (mutual)
-  std::string key_file;
-  std::string server_name;  // expected in the server's certificate; default: the host
-};
-
 struct NetworkSourceOptions {
-  std::string compression = "none";  // accepted from the server: "none", "lz4", "zstd"
-  bool push = false;                 // ask the server to push every page (start_push)
-  TlsClientOptions tls;
+  Compression compression = Compression::kNone;  // accepted from the server besides raw
+  bool push = false;                             // ask the server to push every page (start_push)
+  TlsOptions tls;  // ca_file turns TLS on; cert_file and key_file for mutual
   // TCP without TLS only when asked for; Unix sockets never need it.
   bool allow_plain_tcp = false;
   std::chrono::milliseconds connect_timeout{2000};
@@ -84,12 +69,26 @@ class NetworkPageSource : public PageSource {
   std::string describe() const override;
 
   const RemoteImage& image() const;
-  // Starts the push (if options.push): tells the server what `target` holds,
-  // then hands every pushed page to it. `target` must outlive this source.
-  Status start_push(PushTarget* target);
-  // Stops handing pushed pages on; returns once no hand-over is in progress,
-  // so the target may then be destroyed.
-  void stop_push();
+  // A push handed to a sink. Destroying it stops the hand-over and returns
+  // once none is in progress, so the sink may be destroyed right after. It
+  // may outlive the source (the push then ended with the connection).
+  class Push {
+   public:
+    ~Push();
+    Push(const Push&) = delete;
+    Push& operator=(const Push&) = delete;
+    struct State;  // shared with the source's reader (sources/network_push.h)
+
+   private:
+    friend class NetworkPageSource;
+    explicit Push(std::shared_ptr<State> state);
+    std::shared_ptr<State> state_;
+  };
+  // Starts the push (the source must have been opened with options.push):
+  // tells the server what `sink` holds, then hands every pushed page to it
+  // until the returned Push is destroyed. `sink` must outlive the Push. One
+  // push per source.
+  Result<std::unique_ptr<Push>> start_push(PageSink& sink);
   // Tells the server every page is held, so a migration can finish.
   Status complete();
   NetworkSourceStats stats() const;

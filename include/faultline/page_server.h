@@ -8,8 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "faultline/compression.h"
 #include "faultline/page_source.h"
 #include "faultline/status.h"
+#include "faultline/tls_options.h"
 
 namespace faultline {
 
@@ -20,14 +22,12 @@ struct PageServerOptions {
   int max_clients = 256;   // connections beyond this are refused with a log line
 
   // Protocol v2 (the v1 wire shape keeps working on the same socket):
-  std::string compression = "none";  // "none", "lz4" or "zstd", for clients that accept it
-  bool push = true;                  // push every page to clients that ask for it
-  uint32_t push_chunk = 128u << 10;  // bytes per pushed frame
-  // TLS (v2 only): our certificate chain and key (PEM); with tls_ca, clients
+  Compression compression = Compression::kNone;  // for clients that accept it
+  bool push = true;                              // push every page to clients that ask for it
+  uint32_t push_chunk = 128u << 10;              // bytes per pushed frame
+  // TLS (v2 only): our certificate chain and key (PEM); with ca_file, clients
   // must present a certificate signed by it (mutual authentication).
-  std::string tls_cert;
-  std::string tls_key;
-  std::string tls_ca;
+  TlsOptions tls;
   // Listening on TCP without TLS is refused unless this is set.
   bool allow_plain_tcp = false;
   // Called when a v2 client says it holds every page (COMPLETE).

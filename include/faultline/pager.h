@@ -13,6 +13,7 @@
 #include <span>
 #include <vector>
 
+#include "faultline/page_sink.h"
 #include "faultline/page_source.h"
 #include "faultline/stats.h"
 #include "faultline/status.h"
@@ -60,14 +61,6 @@ struct PagerConfig {
   // The page size prewarm() serves in.
   uint64_t prewarm_page_size = kMinPageSize;
   RetryPolicy source_retry;
-};
-
-// Where prewarm() puts the pages it serves (the fault backend installs them).
-class PageSink {
- public:
-  virtual ~PageSink() = default;
-  // `bytes` is empty when the page is all zero.
-  virtual Status install(Gpa page_gpa, uint64_t page_size, std::span<const std::byte> bytes) = 0;
 };
 
 // The outcome of one served fault.

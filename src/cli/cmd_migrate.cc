@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/compression_option.h"
 #include "cli/size_option.h"
 #include "cli/stop_signals.h"
 #include "cli/tls_args.h"
@@ -48,7 +49,7 @@ struct MigrateArgs {
   std::string progress_every = "16M";
   uint64_t words_per_page = vm::WorkloadParams{}.words_per_page;
   uint64_t after_progress = 1;
-  std::string compression = "none";
+  Compression compression = Compression::kNone;
   TlsArgs tls;
   double wait_s = 300;
   bool quiet = false;
@@ -60,8 +61,10 @@ void migrate(const MigrateArgs& a) {
   auto address = net::parse_socket_address(a.listen);
   if (!address.is_ok()) fail(cmd, "--listen: " + address.status().message());
   // Refused before the guest runs, not after (PageServer::start checks it again).
-  if (address->kind == net::SocketAddress::Kind::kTcp && a.tls.cert.empty() && !a.tls.plain_tcp) {
-    fail(cmd, net::plain_tcp_refused(*address, "--tls-cert and --tls-key").message());
+  if (address->kind == net::SocketAddress::Kind::kTcp && a.tls.options.cert_file.empty() &&
+      !a.tls.plain_tcp) {
+    fail(cmd, net::plain_tcp_refused(*address, "TlsOptions::cert_file and TlsOptions::key_file")
+                  .message());
   }
   auto ram_size = parse_size(a.ram);
   if (!ram_size.is_ok()) fail(cmd, "--ram: " + ram_size.status().message());
@@ -108,9 +111,7 @@ void migrate(const MigrateArgs& a) {
   options.listen = a.listen;
   options.compression = a.compression;
   options.push = true;
-  options.tls_cert = a.tls.cert;
-  options.tls_key = a.tls.key;
-  options.tls_ca = a.tls.ca;
+  options.tls = a.tls.options;
   options.allow_plain_tcp = a.tls.plain_tcp;
   std::mutex mu;
   bool completed = false;
@@ -127,7 +128,9 @@ void migrate(const MigrateArgs& a) {
   if (!a.json) {
     fmt::print("guest paused at progress {}; serving its memory on {} ({})\n",
                m.last_progress() ? m.last_progress()->index : 0, (*server)->address(),
-               a.compression == "none" ? "uncompressed" : a.compression + " compression");
+               a.compression == Compression::kNone
+                   ? "uncompressed"
+                   : fmt::format("{} compression", compression_name(a.compression)));
     std::fflush(stdout);
   }
 
@@ -211,7 +214,7 @@ void migrate(const MigrateArgs& a) {
 
 struct ReceiveArgs {
   std::string from;
-  std::string compression = "none";
+  Compression compression = Compression::kNone;
   TlsArgs tls;
   int fault_threads = 1;
   double reconnect_s = 30;
@@ -304,7 +307,7 @@ void receive(const ReceiveArgs& a) {
   options.fault_threads = a.fault_threads;
   options.network.compression = a.compression;
   options.network.allow_plain_tcp = a.tls.plain_tcp;
-  options.network.tls = {a.tls.ca, a.tls.cert, a.tls.key, a.tls.server_name};
+  options.network.tls = a.tls.options;
   options.network.reconnect_for =
       std::chrono::milliseconds(static_cast<int64_t>(a.reconnect_s * 1000));
   // The source listens once its guest is paused: keep knocking until then.
@@ -391,7 +394,7 @@ void add_migrate_commands(CLI::App& app, CLI::App& vm) {
   mig->add_option("--after-progress", m->after_progress,
                   "pause the guest at this progress report and migrate it (SIGUSR1: at once)")
       ->capture_default_str();
-  mig->add_option("--compression", m->compression, "none, lz4 or zstd")->capture_default_str();
+  add_compression_option(mig, m->compression, "none, lz4 or zstd");
   m->tls.add_to(mig, true);
   mig->add_option("--wait", m->wait_s,
                   "seconds to wait for a destination to connect, or to come back")
@@ -404,8 +407,7 @@ void add_migrate_commands(CLI::App& app, CLI::App& vm) {
   CLI::App* rcv = vm.add_subcommand(
       "receive", "resume a guest migrating from `faultline migrate`, pulling its memory");
   rcv->add_option("--from", r->from, "the source: unix:PATH or tcp:HOST:PORT")->required();
-  rcv->add_option("--compression", r->compression, "accept none, lz4 or zstd")
-      ->capture_default_str();
+  add_compression_option(rcv, r->compression, "accept none, lz4 or zstd");
   r->tls.add_to(rcv, false);
   rcv->add_option("--fault-threads", r->fault_threads, "fault-server threads")
       ->capture_default_str();

@@ -9,6 +9,8 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/compression_option.h"
+#include "cli/flag_names.h"
 #include "cli/stop_signals.h"
 #include "cli/tls_args.h"
 #include "core/log.h"
@@ -23,7 +25,7 @@ struct ServePagesArgs {
   std::string mem_file;
   std::string ram_start = "0";
   int max_clients = PageServerOptions{}.max_clients;
-  std::string compression = "none";
+  Compression compression = Compression::kNone;
   bool no_push = false;
   TlsArgs tls;
 };
@@ -40,7 +42,7 @@ std::optional<uint64_t> parse_address(const std::string& text) {
 }
 
 [[noreturn]] void fail(const std::string& message) {
-  log().error("serve-pages: {}", message);
+  log().error("serve-pages: {}", with_flag_names(message));
   throw CLI::RuntimeError(1);
 }
 
@@ -58,9 +60,7 @@ void run_serve_pages(const ServePagesArgs& args) {
   options.max_clients = args.max_clients;
   options.compression = args.compression;
   options.push = !args.no_push;
-  options.tls_cert = args.tls.cert;
-  options.tls_key = args.tls.key;
-  options.tls_ca = args.tls.ca;
+  options.tls = args.tls.options;
   options.allow_plain_tcp = args.tls.plain_tcp;
   auto server = PageServer::start(options);
   if (!server) fail(server.status().to_string());
@@ -68,7 +68,7 @@ void run_serve_pages(const ServePagesArgs& args) {
   const std::string& address = (*server)->address();
   log().info("serving pages of {} (ram_start {:#x}) on {}", args.mem_file, *ram_start, address);
   auto parsed = net::parse_socket_address(address);
-  if (parsed && !net::is_loopback_only(*parsed) && args.tls.cert.empty()) {
+  if (parsed && !net::is_loopback_only(*parsed) && args.tls.options.cert_file.empty()) {
     log().warn(
         "{} accepts connections from other hosts in plaintext (--plain-tcp), "
         "unauthenticated: anyone who can reach it can read guest memory",
@@ -97,9 +97,7 @@ void add_serve_pages_command(CLI::App& app) {
   cmd->add_option("--max-clients", args->max_clients, "connections served at once")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--compression", args->compression,
-                  "v2 clients that accept it get none, lz4 or zstd")
-      ->capture_default_str();
+  add_compression_option(cmd, args->compression, "v2 clients that accept it get none, lz4 or zstd");
   cmd->add_flag("--no-push", args->no_push, "v2: answer requests only, never push");
   args->tls.add_to(cmd, true);
   cmd->callback([args] { run_serve_pages(*args); });

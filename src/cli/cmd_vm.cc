@@ -12,6 +12,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/compression_option.h"
 #include "cli/size_option.h"
 #include "cli/tls_args.h"
 #include "cli/vm_output.h"
@@ -144,7 +145,7 @@ struct RestoreArgs {
   bool lazy = false;
   int fault_threads = 1;
   bool no_fill = false;
-  std::string compression = "none";
+  Compression compression = Compression::kNone;
   TlsArgs tls;
   bool quiet = false;
   bool json = false;
@@ -161,7 +162,7 @@ void restore_vm(const RestoreArgs& a) {
   options.background_fill = !a.no_fill;
   options.network.compression = a.compression;
   options.network.allow_plain_tcp = a.tls.plain_tcp;
-  options.network.tls = {a.tls.ca, a.tls.cert, a.tls.key, a.tls.server_name};
+  options.network.tls = a.tls.options;
   auto restored = vm::restore_vm(options);
   if (!restored.is_ok()) fail("restore", restored.status().to_string());
   vm::RestoredVm& r = **restored;
@@ -263,9 +264,8 @@ void add_vm_command(CLI::App& app) {
       ->capture_default_str();
   restore_cmd->add_flag("--no-background-fill", restore->no_fill,
                         "lazy: install only what the guest touches");
-  restore_cmd
-      ->add_option("--compression", restore->compression, "--page-server: accept none, lz4 or zstd")
-      ->capture_default_str();
+  add_compression_option(restore_cmd, restore->compression,
+                         "--page-server: accept none, lz4 or zstd");
   restore->tls.add_to(restore_cmd, false);
   restore_cmd->add_flag("--quiet", restore->quiet, "no progress lines");
   restore_cmd->add_flag("--json", restore->json, "print the results and figures as JSON");

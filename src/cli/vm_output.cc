@@ -5,6 +5,7 @@
 
 #include <cstdio>
 
+#include "cli/flag_names.h"
 #include "core/log.h"
 
 namespace faultline::cli {
@@ -17,7 +18,7 @@ double ms_since(Clock::time_point start, std::optional<Clock::time_point> at) {
 }
 
 [[noreturn]] void fail(const std::string& command, const std::string& message) {
-  log().error("vm {}: {}", command, message);
+  log().error("vm {}: {}", command, with_flag_names(message));
   throw CLI::RuntimeError(1);
 }
 

@@ -11,7 +11,8 @@
 namespace faultline::cli {
 
 double ms_since(vm::Clock::time_point start, std::optional<vm::Clock::time_point> at);
-// Logs "vm COMMAND: MESSAGE" and exits the command with status 1.
+// Logs "vm COMMAND: MESSAGE" (option fields in it named by their flags) and
+// exits the command with status 1.
 [[noreturn]] void fail(const std::string& command, const std::string& message);
 const char* pass_name(uint32_t pass);
 // What the guest reported.

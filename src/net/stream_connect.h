@@ -4,8 +4,9 @@
 
 #include <chrono>
 #include <memory>
+#include <string>
+#include <string_view>
 
-#include "faultline/network_page_source.h"
 #include "faultline/status.h"
 #include "net/socket_address.h"
 #include "net/stream.h"
@@ -20,6 +21,8 @@ Result<std::unique_ptr<Stream>> connect_stream(const SocketAddress& address, con
                                                std::chrono::milliseconds timeout);
 
 // The refusal for plain TCP without an explicit allowance, shared by both ends.
-Status plain_tcp_refused(const SocketAddress& address, std::string_view tls_flag);
+// `tls_fields` names the TlsOptions fields that would turn TLS on; the
+// message names option fields, never a CLI flag (the CLI maps them).
+Status plain_tcp_refused(const SocketAddress& address, std::string_view tls_fields);
 
 }  // namespace faultline::net

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "faultline/status.h"
+#include "faultline/tls_options.h"
 #include "faultline/unique_fd.h"
 #include "net/socket_io.h"
 #include "net/stream.h"
@@ -15,20 +16,8 @@ struct ssl_ctx_st;  // OpenSSL's SSL_CTX, kept out of this header
 
 namespace faultline::net {
 
-struct TlsOptions {
-  // Our certificate chain and its private key (PEM). Required for a server;
-  // for a client only when the server asks for mutual authentication.
-  std::string cert_file;
-  std::string key_file;
-  // Trust anchors (PEM) that verify the peer. Server: when set, every client
-  // must present a certificate they sign (mutual authentication). Client:
-  // required, since the server is always verified.
-  std::string ca_file;
-  // Client: the DNS name or IP address the server certificate must name;
-  // empty means the host connected to.
-  std::string server_name;
-};
-
+// TlsOptions (include/faultline/tls_options.h) says what each end presents
+// and whom it trusts.
 class TlsContext {
  public:
   static Result<std::shared_ptr<TlsContext>> server(const TlsOptions& options);

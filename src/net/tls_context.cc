@@ -48,7 +48,8 @@ int no_passphrase(char* /*buf*/, int /*size*/, int /*rwflag*/, void* /*userdata*
 
 Status load_identity(SSL_CTX* ctx, const TlsOptions& options) {
   if (options.cert_file.empty() != options.key_file.empty()) {
-    return invalid_argument("TLS cert_file and key_file go together: give both or neither");
+    return invalid_argument(
+        "TlsOptions::cert_file and TlsOptions::key_file go together: give both or neither");
   }
   if (Status status = check_readable("certificate", options.cert_file); !status) return status;
   if (Status status = check_readable("key", options.key_file); !status) return status;
@@ -137,7 +138,7 @@ TlsContext::~TlsContext() = default;
 
 Result<std::shared_ptr<TlsContext>> TlsContext::server(const TlsOptions& options) {
   if (options.cert_file.empty() || options.key_file.empty()) {
-    return invalid_argument("a TLS server needs cert_file and key_file");
+    return invalid_argument("a TLS server needs TlsOptions::cert_file and TlsOptions::key_file");
   }
   auto made = new_context(TLS_server_method());
   if (!made) return made.status();
@@ -158,7 +159,7 @@ Result<std::shared_ptr<TlsContext>> TlsContext::server(const TlsOptions& options
 
 Result<std::shared_ptr<TlsContext>> TlsContext::client(const TlsOptions& options) {
   if (options.ca_file.empty()) {
-    return invalid_argument("a TLS client needs ca_file to verify the server");
+    return invalid_argument("a TLS client needs TlsOptions::ca_file to verify the server");
   }
   auto made = new_context(TLS_client_method());
   if (!made) return made.status();

@@ -137,6 +137,25 @@ Status FaultServer::Impl::install_guest_page(Gpa page_gpa, uint64_t page_size,
   }
 }
 
+// Prewarm installs each page at its mapping's page size, retrying while the
+// address space changes.
+class FaultServer::Impl::PrewarmSink final : public PageSink {
+ public:
+  explicit PrewarmSink(Impl& server) : server_(server) {}
+  Status install(Gpa gpa, uint64_t length, std::span<const std::byte> bytes) override {
+    return server_.install_guest_page(gpa, length, bytes);
+  }
+  bool holds_page(Gpa gpa) const override { return server_.holds_page(gpa); }
+
+ private:
+  Impl& server_;
+};
+
+Status FaultServer::Impl::prewarm() {
+  PrewarmSink sink(*this);
+  return pager_->prewarm(sink);
+}
+
 void FaultServer::Impl::request_shutdown() {
   if (stopping_.exchange(true)) return;
   const uint64_t one = 1;
@@ -240,12 +259,9 @@ Status FaultServer::start() {
   return impl_->start();
 }
 Status FaultServer::prewarm() {
-  return impl_->pager_prewarm(*this);
+  return impl_->prewarm();
 }
-Status FaultServer::install(Gpa page_gpa, uint64_t page_size, std::span<const std::byte> bytes) {
-  return impl_->install_guest_page(page_gpa, page_size, bytes);
-}
-Status FaultServer::install_pushed(Gpa gpa, uint64_t length, std::span<const std::byte> bytes) {
+Status FaultServer::install(Gpa gpa, uint64_t length, std::span<const std::byte> bytes) {
   return impl_->install_pushed(gpa, length, bytes);
 }
 bool FaultServer::holds_page(Gpa gpa) const {

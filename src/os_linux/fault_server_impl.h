@@ -36,7 +36,8 @@ class FaultServer::Impl {
   Status init();
   Status map(const GuestMapping& m, bool register_with_uffd);
   Status start();
-  Status pager_prewarm(PageSink& sink) { return pager_->prewarm(sink); }
+  // The Pager's prewarm list, installed page by page (not counted as pushed).
+  Status prewarm();
   Status install_guest_page(Gpa page_gpa, uint64_t page_size, std::span<const std::byte> bytes);
   Status install_pushed(Gpa gpa, uint64_t length, std::span<const std::byte> bytes);
   bool holds_page(Gpa gpa);
@@ -50,6 +51,8 @@ class FaultServer::Impl {
   bool can_poison() const { return (features_ & UFFD_FEATURE_POISON) != 0; }
 
  private:
+  class PrewarmSink;
+
   // Per serving thread: its buffer, its faults waiting on EAGAIN, its streams.
   struct ThreadState {
     std::span<std::byte> buffer;

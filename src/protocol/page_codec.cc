@@ -31,12 +31,16 @@ Status check_checksum(const DataHeader& header, Encoding as, std::span<const std
 
 }  // namespace
 
-Result<Encoding> parse_compression(std::string_view name) {
-  if (name == "none") return Encoding::kRaw;
-  if (name == "lz4") return Encoding::kLz4;
-  if (name == "zstd") return Encoding::kZstd;
-  return Status(ErrorCode::kInvalidArgument,
-                fmt::format("unknown compression '{}' (none, lz4 or zstd)", name));
+Encoding encoding_of(Compression compression) {
+  switch (compression) {
+    case Compression::kLz4:
+      return Encoding::kLz4;
+    case Compression::kZstd:
+      return Encoding::kZstd;
+    case Compression::kNone:
+      break;
+  }
+  return Encoding::kRaw;
 }
 
 std::string_view compression_name(Encoding encoding) {

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "faultline/compression.h"
 #include "faultline/status.h"
 #include "protocol/frames.h"
 
@@ -18,8 +19,9 @@ namespace faultline::v2 {
 uint64_t range_checksum(Gpa gpa, uint32_t length, Encoding encoding,
                         std::span<const std::byte> bytes);
 
-// "none", "lz4", "zstd" <-> Encoding (kRaw for "none").
-Result<Encoding> parse_compression(std::string_view name);
+// The encoding a compression setting sends (kRaw for kNone), and back to
+// "none", "lz4", "zstd" for logs.
+Encoding encoding_of(Compression compression);
 std::string_view compression_name(Encoding encoding);
 
 // Encodes ranges for DATA frames; one per sending thread (holds codec state).

@@ -390,23 +390,23 @@ Result<std::unique_ptr<PageServer>> PageServer::start(const PageServerOptions& o
     return invalid_argument(
         fmt::format("page server: push chunk {} outside [4 KiB, 2 MiB]", options.push_chunk));
   }
-  auto compression = v2::parse_compression(options.compression);
-  if (!compression) return compression.status();
+  const v2::Encoding compression = v2::encoding_of(options.compression);
   auto address = net::parse_socket_address(options.listen);
   if (!address) return address.status();
   std::shared_ptr<net::TlsContext> tls;
-  if (!options.tls_cert.empty() || !options.tls_key.empty() || !options.tls_ca.empty()) {
-    auto context = net::TlsContext::server({options.tls_cert, options.tls_key, options.tls_ca, ""});
+  const TlsOptions& t = options.tls;
+  if (!t.cert_file.empty() || !t.key_file.empty() || !t.ca_file.empty()) {
+    auto context = net::TlsContext::server(t);
     if (!context) return context.status();
     tls = std::move(*context);
   } else if (address->kind == net::SocketAddress::Kind::kTcp && !options.allow_plain_tcp) {
-    return net::plain_tcp_refused(*address, "--tls-cert and --tls-key");
+    return net::plain_tcp_refused(*address, "TlsOptions::cert_file and TlsOptions::key_file");
   }
   UniqueFd stop_event(::eventfd(0, EFD_CLOEXEC));
   if (!stop_event) return io_error("page server: eventfd", errno);
   auto listener = net::listen_socket(*address);
   if (!listener) return listener.status();
-  auto impl = std::make_unique<Impl>(std::move(memory), options, *compression, std::move(tls),
+  auto impl = std::make_unique<Impl>(std::move(memory), options, compression, std::move(tls),
                                      std::move(*listener), std::move(stop_event));
   return std::unique_ptr<PageServer>(new PageServer(std::move(impl)));
 }

@@ -7,7 +7,14 @@
 namespace faultline::vm {
 namespace {
 
-Result<std::unique_ptr<PageSource>> open_source(const RestoreOptions& o) {
+// The page source, and the network source it is when it is one (the pager
+// will own it; the pointer is for starting the push).
+struct OpenedSource {
+  std::unique_ptr<PageSource> source;
+  NetworkPageSource* network = nullptr;
+};
+
+Result<OpenedSource> open_source(const RestoreOptions& o) {
   if (!o.mem_file.empty() && !o.page_server.empty()) {
     return invalid_argument("give a memory file or a page server, not both");
   }
@@ -16,10 +23,13 @@ Result<std::unique_ptr<PageSource>> open_source(const RestoreOptions& o) {
     network.push = o.lazy && o.background_fill;  // the server's push is the background fill
     auto source = NetworkPageSource::connect(o.page_server, network);
     if (!source.is_ok()) return source.status();
-    return std::unique_ptr<PageSource>(std::move(source).value());
+    NetworkPageSource* typed = source->get();
+    return OpenedSource{std::move(source).value(), typed};
   }
   if (o.mem_file.empty()) return invalid_argument("no memory file and no page server given");
-  return open_file_page_source(o.mem_file, 0);
+  auto file = open_file_page_source(o.mem_file, 0);
+  if (!file.is_ok()) return file.status();
+  return OpenedSource{std::move(file).value(), nullptr};
 }
 
 Status serve_lazily(RestoredVm& vm, std::unique_ptr<PageSource> source, int threads,
@@ -66,7 +76,7 @@ Status resume_machine(RestoredVm& vm) {
 
 RestoredVm::~RestoredVm() {
   machine.reset();
-  if (network != nullptr) network->stop_push();
+  push.reset();
   if (server) {
     server->request_shutdown();
     (void)server->wait();
@@ -89,18 +99,20 @@ Result<std::unique_ptr<RestoredVm>> restore_vm(const RestoreOptions& o) {
   if (!ram.is_ok()) return ram.status();
   vm->ram = std::move(ram).value();
 
-  auto source = open_source(o);
-  if (!source.is_ok()) return source.status();
-  vm->source = (*source)->describe();
-  auto* network = dynamic_cast<NetworkPageSource*>(source->get());
-  const bool pushed = network != nullptr && o.lazy && o.background_fill;
-  Status s = o.lazy ? serve_lazily(*vm, std::move(source).value(), o.fault_threads,
+  auto opened = open_source(o);
+  if (!opened.is_ok()) return opened.status();
+  vm->source = opened->source->describe();
+  // Eagerly, the source is gone once every page is copied: no pointer to it.
+  if (o.lazy) vm->network = opened->network;
+  const bool pushed = vm->network != nullptr && o.background_fill;
+  Status s = o.lazy ? serve_lazily(*vm, std::move(opened->source), o.fault_threads,
                                    o.background_fill && !pushed)
-                    : copy_everything(*vm, **source);
+                    : copy_everything(*vm, *opened->source);
   if (!s.is_ok()) return s;
   if (pushed) {
-    vm->network = network;
-    if (Status p = network->start_push(vm->server.get()); !p.is_ok()) return p;
+    auto push = vm->network->start_push(*vm->server);
+    if (!push.is_ok()) return push.status();
+    vm->push = std::move(push).value();
   }
   vm->memory_ready = Clock::now();
 
@@ -135,7 +147,9 @@ Result<std::unique_ptr<RestoredVm>> receive_vm(const ReceiveOptions& o) {
   if (Status s = serve_lazily(*vm, std::move(source).value(), o.fault_threads, false); !s.is_ok()) {
     return s;
   }
-  if (Status s = vm->network->start_push(vm->server.get()); !s.is_ok()) return s;
+  auto push = vm->network->start_push(*vm->server);
+  if (!push.is_ok()) return push.status();
+  vm->push = std::move(push).value();
   vm->memory_ready = Clock::now();
   if (Status s = resume_machine(*vm); !s.is_ok()) return s;
   return vm;

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "faultline/fault_server.h"
+#include "faultline/network_page_source.h"
 #include "faultline/pager.h"
 #include "faultline/status.h"
 #include "vm/guest_ram.h"
@@ -37,14 +38,16 @@ struct ReceiveOptions {
 };
 
 // A restored VM, ready to run. Members are destroyed machine first, then the
-// fault server, then guest RAM.
+// push (which hands pages to the fault server), then the fault server, then
+// guest RAM.
 struct RestoredVm {
   VmState state;
   std::string source;  // the page source, described
   std::unique_ptr<GuestRam> ram;
-  PagerHandle pager;                     // lazy only
-  std::unique_ptr<FaultServer> server;   // lazy only
-  NetworkPageSource* network = nullptr;  // received: the pager's source
+  PagerHandle pager;                              // lazy only
+  std::unique_ptr<FaultServer> server;            // lazy only
+  NetworkPageSource* network = nullptr;           // a network source: the pager's
+  std::unique_ptr<NetworkPageSource::Push> push;  // pushed pages into server
   std::unique_ptr<Machine> machine;
   Clock::time_point started;       // restore start
   Clock::time_point memory_ready;  // lazy: prewarmed; eager: every page copied

@@ -37,7 +37,7 @@ ServedImage serve_image(const TempDir& dir, const std::string& listen, uint64_t 
   write_file(served.mem_file, served.image);
   options.listen = listen;
   // Tests on loopback TCP without certificates say so explicitly.
-  if (options.tls_cert.empty()) options.allow_plain_tcp = true;
+  if (options.tls.cert_file.empty()) options.allow_plain_tcp = true;
   options.mem_file = served.mem_file;
   options.ram_start = ServedImage::kRamStart;
   auto server = PageServer::start(options);
