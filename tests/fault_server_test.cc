@@ -166,11 +166,18 @@ TEST_F(FaultServerTest, PrewarmInstallsPagesBeforeAnyFault) {
 TEST_F(FaultServerTest, ShutdownIsPromptWithoutAnyFault) {
   SetUpImage(16 * kPage);
   PagerConfig config;
-  config.poll_interval = std::chrono::hours(1);  // only the shutdown signal can wake it
+  constexpr auto kPollInterval = std::chrono::seconds(30);
+  config.poll_interval = kPollInterval;  // only the shutdown signal can wake it
   auto server = MakeServer(MakePager(config));
   ASSERT_TRUE(server->start().is_ok());
+  // Long enough for the fault loop to be blocked in poll, with no fault to wake it.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const auto asked = std::chrono::steady_clock::now();
   server->request_shutdown();
   EXPECT_TRUE(server->wait().is_ok());
+  // Not a timing target: a loop that only noticed the request at its next
+  // poll timeout would take the whole interval.
+  EXPECT_LT(std::chrono::steady_clock::now() - asked, kPollInterval / 6);
 }
 
 TEST_F(FaultServerTest, PagerShutdownStopsItsFaultServers) {

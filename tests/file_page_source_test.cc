@@ -96,6 +96,7 @@ TEST_F(FilePageSourceTest, FileTruncatedAfterOpenGivesAShortReadError) {
 TEST_F(FilePageSourceTest, MissingFileIsAClearError) {
   auto source = open_file_page_source(dir_.file("no-such-file"), 0);
   ASSERT_FALSE(source.is_ok());
+  EXPECT_EQ(source.status().code(), ErrorCode::kIo);
   EXPECT_NE(source.status().message().find("no-such-file"), std::string::npos);
   EXPECT_NE(source.status().message().find("No such file"), std::string::npos);
 }

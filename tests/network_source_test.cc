@@ -215,8 +215,18 @@ TEST_P(NetworkSourceTest, SlowRepliesAreWaitedFor) {
   ASSERT_TRUE(proxy.is_ok()) << proxy.status().to_string();
   auto source = Connect((*proxy)->address());
   ASSERT_TRUE(source);
-  (*proxy)->set_delay(Direction::kToClient, 50ms);
+  constexpr auto kDelay = 50ms;
+  (*proxy)->set_delay(Direction::kToClient, kDelay);
+  const uint64_t forwarded = (*proxy)->counters().bytes_to_client;
+  // Every reply is held back, so no fetch can end before one delay has passed,
+  // and the bytes still arrive right (FetchAndCheck compares them).
+  auto started = std::chrono::steady_clock::now();
+  FetchAndCheck(*source, 3, 1);
+  EXPECT_GE(std::chrono::steady_clock::now() - started, kDelay);
+  started = std::chrono::steady_clock::now();
   FetchRandomly(*source, 2, 5);
+  EXPECT_GE(std::chrono::steady_clock::now() - started, kDelay);
+  EXPECT_GT((*proxy)->counters().bytes_to_client, forwarded) << "the replies passed the proxy";
 }
 
 TEST_P(NetworkSourceTest, GivesUpWithAClearErrorWhenTheServerStaysAway) {

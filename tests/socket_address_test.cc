@@ -90,12 +90,14 @@ TEST(SocketAddressTest, UnixListenerRefusesToReplaceALiveSocketOrAnotherFile) {
   ASSERT_TRUE(listener) << listener.status().to_string();
   auto second = listen_socket(*live);
   ASSERT_FALSE(second);
+  EXPECT_EQ(second.status().code(), ErrorCode::kUnavailable);
   EXPECT_NE(second.status().message().find("another server"), std::string::npos)
       << second.status().message();
 
   testing::write_file(dir.file("plain"), {});
   auto plain = listen_socket(*parse_socket_address("unix:" + dir.file("plain")));
   ASSERT_FALSE(plain);
+  EXPECT_EQ(plain.status().code(), ErrorCode::kInvalidArgument);
   EXPECT_NE(plain.status().message().find("not a socket"), std::string::npos)
       << plain.status().message();
 }

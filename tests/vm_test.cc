@@ -38,6 +38,7 @@ namespace {
 using testing::TempDir;
 
 // Runs the workload to report kMidWay and snapshots it into DIR/vm.state, DIR/vm.mem.
+// Fails fatally: call it in ASSERT_NO_FATAL_FAILURE, so a test stops without a snapshot.
 void snapshot_mid_way(const TempDir& dir) {
   Cli run = faultline(
       dir, with({"vm", "run", "--json", "--snapshot-after-progress", std::to_string(kMidWay),
@@ -64,14 +65,14 @@ TEST(VmRun, UninterruptedRunComputesWhatTheModelComputes) {
   SKIP_WITHOUT_KVM();
   TempDir dir;
   Cli run = faultline(dir, with({"vm", "run", "--json"}, kWorkload));
-  expect_uninterrupted_result(run);
+  ASSERT_NO_FATAL_FAILURE(expect_uninterrupted_result(run));
   EXPECT_EQ(run.json()["progress"], 21);
 }
 
 TEST(VmRun, SnapshotMemoryFileHoldsEveryPageAndHolesForZeroPages) {
   SKIP_WITHOUT_KVM();
   TempDir dir;
-  snapshot_mid_way(dir);
+  ASSERT_NO_FATAL_FAILURE(snapshot_mid_way(dir));
   struct stat st {};
   ASSERT_EQ(::stat(dir.file("vm.mem").c_str(), &st), 0);
   EXPECT_EQ(static_cast<uint64_t>(st.st_size), kRam);
@@ -92,10 +93,10 @@ TEST(VmRun, SnapshotMemoryFileHoldsEveryPageAndHolesForZeroPages) {
 TEST(VmRestore, LazyFromTheFileFinishesWithTheUninterruptedResult) {
   SKIP_WITHOUT_KVM();
   TempDir dir;
-  snapshot_mid_way(dir);
+  ASSERT_NO_FATAL_FAILURE(snapshot_mid_way(dir));
   Cli restored = faultline(dir, {"vm", "restore", "--lazy", "--json", "--state",
                                  dir.file("vm.state"), "--mem", dir.file("vm.mem")});
-  expect_uninterrupted_result(restored);
+  ASSERT_NO_FATAL_FAILURE(expect_uninterrupted_result(restored));
   const auto j = restored.json();
   EXPECT_EQ(j["mode"], "lazy");
   // Pass 2's second half and pass 3 touch every workload page: each arrives by a
@@ -110,12 +111,12 @@ TEST(VmRestore, LazyFromTheFileFinishesWithTheUninterruptedResult) {
 TEST(VmRestore, LazyFromThePageServerFinishesWithTheUninterruptedResult) {
   SKIP_WITHOUT_KVM();
   TempDir dir;
-  snapshot_mid_way(dir);
+  ASSERT_NO_FATAL_FAILURE(snapshot_mid_way(dir));
   auto server = PageServer::start({"unix:" + dir.file("pages.sock"), dir.file("vm.mem"), 0});
   ASSERT_TRUE(server.is_ok()) << server.status().to_string();
   Cli restored = faultline(dir, {"vm", "restore", "--lazy", "--json", "--state",
                                  dir.file("vm.state"), "--page-server", (*server)->address()});
-  expect_uninterrupted_result(restored);
+  ASSERT_NO_FATAL_FAILURE(expect_uninterrupted_result(restored));
   // Every workload page came across the socket, over protocol v2: asked for
   // (requests carry up to 2 MiB) or pushed (the background fill).
   const PageServerStats stats = (*server)->stats();
@@ -127,10 +128,10 @@ TEST(VmRestore, LazyFromThePageServerFinishesWithTheUninterruptedResult) {
 TEST(VmRestore, EagerFinishesWithTheUninterruptedResult) {
   SKIP_WITHOUT_KVM();
   TempDir dir;
-  snapshot_mid_way(dir);
+  ASSERT_NO_FATAL_FAILURE(snapshot_mid_way(dir));
   Cli restored = faultline(dir, {"vm", "restore", "--eager", "--json", "--state",
                                  dir.file("vm.state"), "--mem", dir.file("vm.mem")});
-  expect_uninterrupted_result(restored);
+  ASSERT_NO_FATAL_FAILURE(expect_uninterrupted_result(restored));
   EXPECT_EQ(restored.json()["mode"], "eager");
   EXPECT_EQ(restored.json()["faults"], 0);
 }
@@ -156,14 +157,14 @@ TEST(VmSnapshot, SignalledRunSnapshotsAndItsRestoreFinishesWithTheUninterruptedR
 
   Cli restored = faultline(dir, {"vm", "restore", "--json", "--state", dir.file("vm.state"),
                                  "--mem", dir.file("vm.mem")});
-  expect_uninterrupted_result(restored);
+  ASSERT_NO_FATAL_FAILURE(expect_uninterrupted_result(restored));
 }
 
 class CorruptStateFile : public ::testing::Test {
  protected:
   void SetUp() override {
     SKIP_WITHOUT_KVM();
-    snapshot_mid_way(dir_);
+    ASSERT_NO_FATAL_FAILURE(snapshot_mid_way(dir_));
   }
   Cli restore() {
     return faultline(
@@ -236,6 +237,7 @@ TEST(StateFile, EveryTruncationIsRefused) {
   for (size_t len = 0; len < good.size(); ++len) {
     auto r = decode_vm_state(std::span(good).first(len), "x");
     ASSERT_FALSE(r.is_ok());
+    EXPECT_EQ(r.status().code(), ErrorCode::kInvalidArgument) << len;
     if (len >= kStateHeaderSize) {
       EXPECT_NE(r.status().message().find("truncated"), std::string::npos);
     }
@@ -246,10 +248,12 @@ TEST(StateFile, OtherFilesAndVersionsAreRefusedByName) {
   std::vector<std::byte> bytes = encode_vm_state(synthetic_state());
   std::vector<std::byte> other = bytes;
   other[0] = std::byte{'X'};
+  EXPECT_EQ(decode_vm_state(other, "x").status().code(), ErrorCode::kInvalidArgument);
   EXPECT_NE(decode_vm_state(other, "x").status().message().find("not a faultline VM state file"),
             std::string::npos);
   std::vector<std::byte> newer = bytes;
   newer[8] = std::byte{2};
+  EXPECT_EQ(decode_vm_state(newer, "x").status().code(), ErrorCode::kInvalidArgument);
   EXPECT_NE(decode_vm_state(newer, "x").status().message().find("version 2"), std::string::npos);
 }
 
@@ -273,6 +277,7 @@ TEST(StateFile, AnUnknownSectionIsRefusedEvenWithAGoodChecksum) {
   std::memcpy(&bytes[24], &crc, 4);
   auto r = decode_vm_state(bytes, "x");
   ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), ErrorCode::kInvalidArgument);
   EXPECT_NE(r.status().message().find("unknown (99)"), std::string::npos) << r.status().message();
 }
 

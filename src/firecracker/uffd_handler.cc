@@ -2,21 +2,19 @@
 #include "faultline/uffd_handler.h"
 
 #include <fmt/format.h>
-#include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <list>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "core/log.h"
 #include "firecracker/handshake_receiver.h"
 #include "firecracker/session.h"
+#include "net/connection_server.h"
 #include "net/socket_address.h"
 #include "net/socket_io.h"
 
@@ -59,12 +57,30 @@ class UffdHandler::Impl {
         return connect_socket_page_source(address);
       };
     }
-    stop_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    if (!stop_) return io_error("eventfd", errno);
-    Status s = listen_on(options_.socket_path, vm_listener_);
-    if (s.is_ok()) s = listen_on(options_.stats_socket, stats_listener_);
+    UniqueFd vm_listener;
+    UniqueFd stats_listener;
+    Status s = listen_on(options_.socket_path, vm_listener);
+    if (s.is_ok()) s = listen_on(options_.stats_socket, stats_listener);
     if (!s.is_ok()) return s;
-    accept_thread_ = std::thread([this] { accept_loop(); });
+    net::ConnectionServerOptions vms;
+    vms.name = "handler";
+    vms.max_connections = options_.max_sessions;
+    vms.serve = [this](const net::Connection& c) { run_session(c); };
+    vms.refused = [this](int fd, const std::string&, uint64_t live) {
+      log().error("handler: refusing a VM (pid {}): {} sessions are already running",
+                  firecracker::peer_pid(fd), live);
+      rejected_.fetch_add(1);
+    };
+    auto vm_server = net::ConnectionServer::start(std::move(vm_listener), std::move(vms));
+    if (!vm_server.is_ok()) return vm_server.status();
+    vm_server_ = std::move(vm_server).value();
+    net::ConnectionServerOptions stats;
+    stats.name = "handler stats";
+    stats.max_connections = kMaxStatsReaders;
+    stats.serve = [this](const net::Connection& c) { answer_stats(c.fd); };
+    auto stats_server = net::ConnectionServer::start(std::move(stats_listener), std::move(stats));
+    if (!stats_server.is_ok()) return stats_server.status();
+    stats_server_ = std::move(stats_server).value();
     log().info("handling Firecracker page faults on {} (stats on {}), pages from {}",
                options_.socket_path, options_.stats_socket,
                options_.mem_file.empty() ? options_.page_server : options_.mem_file);
@@ -75,15 +91,8 @@ class UffdHandler::Impl {
 
   void stop() {
     if (stopped_.exchange(true)) return;
-    const uint64_t one = 1;
-    [[maybe_unused]] ssize_t n = ::write(stop_.get(), &one, sizeof one);
-    if (accept_thread_.joinable()) accept_thread_.join();
-    std::list<SessionSlot> slots;
-    {
-      std::lock_guard lock(mu_);
-      slots.swap(slots_);
-    }
-    for (SessionSlot& slot : slots) slot.thread.join();
+    if (vm_server_) vm_server_->stop();
+    if (stats_server_) stats_server_->stop();
     for (const std::string& path : {options_.socket_path, options_.stats_socket}) {
       ::unlink(path.c_str());
     }
@@ -94,11 +103,9 @@ class UffdHandler::Impl {
     size_t live = 0;
     {
       std::lock_guard lock(mu_);
-      for (const SessionSlot& slot : slots_) {
-        if (slot.session != nullptr && !slot.done) {
-          sessions.push_back(slot.session->stats());
-          ++live;
-        }
+      for (const auto& entry : sessions_) {
+        sessions.push_back(entry.second->stats());
+        ++live;
       }
     }
     nlohmann::ordered_json j = {
@@ -116,11 +123,8 @@ class UffdHandler::Impl {
   const UffdHandlerOptions& options() const { return options_; }
 
  private:
-  struct SessionSlot {
-    std::thread thread;
-    std::unique_ptr<Session> session;  // set once started; guarded by mu_
-    bool done = false;                 // guarded by mu_
-  };
+  // Stats readers are served one thread each, like VMs; a few at once is plenty.
+  static constexpr size_t kMaxStatsReaders = 16;
 
   Status listen_on(const std::string& path, UniqueFd& out) {
     auto address = net::parse_socket_address("unix:" + path);
@@ -131,53 +135,16 @@ class UffdHandler::Impl {
     return Status::ok();
   }
 
-  void accept_loop() {
-    pollfd fds[3] = {{vm_listener_.get(), POLLIN, 0},
-                     {stats_listener_.get(), POLLIN, 0},
-                     {stop_.get(), POLLIN, 0}};
-    while (true) {
-      int ready = ::poll(fds, 3, 1000);
-      if (ready < 0 && errno != EINTR) {
-        log().error("handler: poll: {}", std::strerror(errno));
-        return;
-      }
-      if (fds[2].revents != 0) return;
-      reap_finished();
-      if (ready <= 0) continue;
-      if ((fds[1].revents & POLLIN) != 0) answer_stats();
-      if ((fds[0].revents & POLLIN) != 0) accept_vm();
-    }
-  }
-
-  void answer_stats() {
-    UniqueFd client(::accept4(stats_listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (!client) return;
+  void answer_stats(int client) {
     const std::string text = stats_json() + "\n";
-    (void)net::write_full(client.get(), std::as_bytes(std::span(text)),
+    (void)net::write_full(client, std::as_bytes(std::span(text)),
                           net::deadline_after(std::chrono::seconds(1)));
   }
 
-  void accept_vm() {
-    UniqueFd connection(::accept4(vm_listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (!connection) return;
-    std::lock_guard lock(mu_);
-    size_t live = 0;
-    for (const SessionSlot& slot : slots_) live += slot.done ? 0 : 1;
-    if (live >= options_.max_sessions) {
-      log().error("handler: refusing a VM (pid {}): {} sessions are already running",
-                  firecracker::peer_pid(connection.get()), live);
-      rejected_.fetch_add(1);
-      return;
-    }
-    const uint64_t id = next_id_++;
-    SessionSlot& slot = slots_.emplace_back();
-    slot.thread = std::thread(
-        [this, id, &slot, fd = connection.release()] { run_session(id, UniqueFd(fd), slot); });
-  }
-
-  void run_session(uint64_t id, UniqueFd connection, SessionSlot& slot) {
-    const int pid = firecracker::peer_pid(connection.get());
-    auto handshake = firecracker::receive_handshake(connection.get(), options_.handshake_timeout);
+  void run_session(const net::Connection& connection) {
+    const uint64_t id = connection.id;
+    const int pid = firecracker::peer_pid(connection.fd);
+    auto handshake = firecracker::receive_handshake(connection.fd, options_.handshake_timeout);
     Result<std::unique_ptr<Session>> session =
         handshake.is_ok() ? Session::start(id, pid, std::move(handshake).value(), config_)
                           : Result<std::unique_ptr<Session>>(handshake.status());
@@ -185,52 +152,32 @@ class UffdHandler::Impl {
       rejected_.fetch_add(1);
       log().error("session {} (pid {}): handshake rejected, connection closed: {}", id, pid,
                   session.status().to_string());
-      finish(slot);
       return;
     }
     started_.fetch_add(1);
     Session* live = session->get();
     {
       std::lock_guard lock(mu_);
-      slot.session = std::move(session).value();
+      sessions_.emplace(id, live);
     }
     log().info("session {} (pid {}): serving", id, pid);
-    live->serve_until_done(connection.get(), stop_.get());
+    live->serve_until_done(connection.fd, connection.stop_fd);
     log().info("{}", live->summary());
     ended_.fetch_add(1);
-    finish(slot);
-  }
-
-  void finish(SessionSlot& slot) {
+    // Out of the stats before it is freed (at the end of this scope).
     std::lock_guard lock(mu_);
-    slot.done = true;
-  }
-
-  // Joins the threads of sessions that have ended and frees their state.
-  void reap_finished() {
-    std::list<SessionSlot> finished;
-    {
-      std::lock_guard lock(mu_);
-      for (auto it = slots_.begin(); it != slots_.end();) {
-        auto next = std::next(it);
-        if (it->done) finished.splice(finished.end(), slots_, it);
-        it = next;
-      }
-    }
-    for (SessionSlot& slot : finished) slot.thread.join();
+    sessions_.erase(id);
   }
 
   UffdHandlerOptions options_;
   firecracker::SessionConfig config_;
-  UniqueFd vm_listener_;
-  UniqueFd stats_listener_;
-  UniqueFd stop_;
-  std::thread accept_thread_;
+  std::unique_ptr<net::ConnectionServer> vm_server_;
+  std::unique_ptr<net::ConnectionServer> stats_server_;
   std::atomic<bool> stopped_{false};
 
   mutable std::mutex mu_;
-  std::list<SessionSlot> slots_;  // stable addresses: each session thread holds its slot
-  uint64_t next_id_ = 1;
+  // Live ones by id (the order stats list them in), guarded by mu_; each owned by its thread.
+  std::map<uint64_t, const Session*> sessions_;
   std::atomic<uint64_t> started_{0};
   std::atomic<uint64_t> ended_{0};
   std::atomic<uint64_t> rejected_{0};

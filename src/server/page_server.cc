@@ -5,8 +5,6 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -14,16 +12,15 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <list>
 #include <mutex>
 #include <optional>
-#include <thread>
 #include <vector>
 
 #include "core/log.h"
 #include "faultline/page_source.h"
 #include "faultline/pager.h"
 #include "faultline/unique_fd.h"
+#include "net/connection_server.h"
 #include "net/socket_address.h"
 #include "net/socket_io.h"
 #include "net/stream.h"
@@ -38,8 +35,6 @@ namespace {
 
 // A client that stops reading its replies must not hold its thread forever.
 constexpr std::chrono::seconds kReplyWriteTimeout{30};
-// How long to back off when accept() fails for lack of resources.
-constexpr int kAcceptBackoffMs = 100;
 constexpr std::chrono::seconds kTlsHandshakeTimeout{10};
 
 // Identifies the socket file this server created, so that stop() never removes
@@ -61,12 +56,11 @@ std::optional<FileIdentity> identify(const std::string& path) {
 class PageServer::Impl {
  public:
   Impl(ServedMemory memory, const PageServerOptions& options, v2::Encoding compression,
-       std::shared_ptr<net::TlsContext> tls, net::Listener listener, UniqueFd stop_event)
+       std::shared_ptr<net::TlsContext> tls, net::Listener listener)
       : source_(std::move(memory.source)),
         tls_(std::move(tls)),
         listener_(std::move(listener)),
         address_(listener_.address.to_string()),
-        stop_event_(std::move(stop_event)),
         max_clients_(options.max_clients),
         on_complete_(options.on_complete) {
     image_.source = source_.get();
@@ -81,7 +75,23 @@ class PageServer::Impl {
     if (listener_.address.kind == net::SocketAddress::Kind::kUnix) {
       socket_file_ = identify(listener_.address.path);
     }
-    accept_thread_ = std::thread([this] { accept_loop(); });
+  }
+
+  Status listen() {
+    net::ConnectionServerOptions options;
+    options.name = "page server " + address_;
+    options.max_connections = static_cast<size_t>(max_clients_);
+    options.serve = [this](const net::Connection& c) { serve_connection(c); };
+    options.refused = [this](int, const std::string& peer, uint64_t active) {
+      log().warn(
+          "page server {}: refusing connection from {}: {} clients connected already "
+          "(max_clients {})",
+          address_, peer, active, max_clients_);
+    };
+    auto server = net::ConnectionServer::start(std::move(listener_.fd), std::move(options));
+    if (!server) return server.status();
+    server_ = std::move(*server);
+    return Status::ok();
   }
 
   ~Impl() { stop(); }
@@ -89,7 +99,7 @@ class PageServer::Impl {
   const std::string& address() const { return address_; }
 
   PageServerStats stats() const {
-    PageServerStats s{connections_.load(), active_.load(), requests_.load(), bytes_.load(),
+    PageServerStats s{server_->accepted(), server_->active(), requests_.load(), bytes_.load(),
                       bad_requests_.load() + v2_.bad_requests.load()};
     s.v2_sessions = v2_.sessions.load();
     s.pushed_bytes = v2_.pushed_bytes.load();
@@ -104,20 +114,7 @@ class PageServer::Impl {
   void stop() {
     std::lock_guard stop_lock(stop_mu_);
     if (stopped_) return;
-    const uint64_t one = 1;
-    [[maybe_unused]] ssize_t n = ::write(stop_event_.get(), &one, sizeof(one));
-    accept_thread_.join();
-    {
-      std::lock_guard lock(mu_);
-      // Wakes every connection thread blocked in poll, read or write.
-      for (Connection& c : clients_) {
-        if (c.fd) ::shutdown(c.fd.get(), SHUT_RDWR);
-      }
-    }
-    // Only connection threads remain and they never change the list itself.
-    for (Connection& c : clients_) c.thread.join();
-    clients_.clear();
-    listener_.fd.reset();
+    if (server_) server_->stop();
     if (socket_file_ && identify(listener_.address.path) == socket_file_) {
       ::unlink(listener_.address.path.c_str());
     }
@@ -125,97 +122,28 @@ class PageServer::Impl {
   }
 
  private:
-  struct Connection {
-    UniqueFd fd;  // closed by its thread, under mu_, when it ends
-    std::string peer;
-    std::thread thread;
-    bool finished = false;  // guarded by mu_
-  };
-
-  void accept_loop() {
-    pollfd fds[2] = {{listener_.fd.get(), POLLIN, 0}, {stop_event_.get(), POLLIN, 0}};
-    for (;;) {
-      if (::poll(fds, 2, -1) < 0 && errno != EINTR) {
-        log().error("page server {}: poll on the listener: {}", address_, std::strerror(errno));
-        return;
-      }
-      if (fds[1].revents != 0) return;
-      if (fds[0].revents != 0) accept_one();
-    }
-  }
-
-  void accept_one() {
-    UniqueFd fd(::accept4(listener_.fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (!fd) {
-      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-        log().warn("page server {}: cannot accept: {}", address_, std::strerror(errno));
-        pollfd stop{stop_event_.get(), POLLIN, 0};
-        ::poll(&stop, 1, kAcceptBackoffMs);
-      }
-      return;  // EAGAIN, ECONNABORTED, EINTR...: nothing to do
-    }
-    net::set_no_delay(fd.get());
-    std::string peer = net::describe_peer(fd.get());
-
-    std::lock_guard lock(mu_);
-    reap_finished();
-    if (active_.load() >= static_cast<uint64_t>(max_clients_)) {
-      log().warn(
-          "page server {}: refusing connection from {}: {} clients connected already "
-          "(max_clients {})",
-          address_, peer, active_.load(), max_clients_);
-      return;
-    }
-    Connection& c = clients_.emplace_back();
-    c.fd = std::move(fd);
-    c.peer = std::move(peer);
-    // Counted before the thread starts, so stats() never lags a reply.
-    ++connections_;
-    ++active_;
-    try {
-      c.thread = std::thread([this, &c] { serve_connection(c); });
-    } catch (const std::system_error& e) {
-      log().error("page server {}: no thread for {}: {}", address_, c.peer, e.what());
-      --connections_;
-      --active_;
-      clients_.pop_back();
-      return;
-    }
-    log().debug("page server {}: connection from {}", address_, c.peer);
-  }
-
-  // Called with mu_ held; the threads joined here have already let go of it.
-  void reap_finished() {
-    for (auto it = clients_.begin(); it != clients_.end();) {
-      if (!it->finished) {
-        ++it;
-        continue;
-      }
-      it->thread.join();
-      it = clients_.erase(it);
-    }
-  }
-
-  void serve_connection(Connection& c) {
+  void serve_connection(const net::Connection& c) {
     if (tls_) {
       serve_tls(c);
     } else {
       serve_plain(c);
     }
-    std::lock_guard lock(mu_);
-    c.fd.reset();
-    c.finished = true;
-    --active_;
   }
 
-  // TLS carries v2 only: the handshake, then the magic, then the session.
-  void serve_tls(Connection& c) {
-    UniqueFd own(::fcntl(c.fd.get(), F_DUPFD_CLOEXEC, 0));
+  // A stream's own copy of the socket: stop() shutting c.fd down ends it too.
+  UniqueFd own_copy(const net::Connection& c) {
+    UniqueFd own(::fcntl(c.fd, F_DUPFD_CLOEXEC, 0));
     if (!own) {
       log().error("page server {}: cannot serve {}: dup: {}", address_, c.peer,
                   std::strerror(errno));
-      return;
     }
+    return own;
+  }
+
+  // TLS carries v2 only: the handshake, then the magic, then the session.
+  void serve_tls(const net::Connection& c) {
+    UniqueFd own = own_copy(c);
+    if (!own) return;
     auto stream = tls_->accept(std::move(own), net::deadline_after(kTlsHandshakeTimeout));
     if (!stream) {
       ++bad_requests_;
@@ -236,7 +164,7 @@ class PageServer::Impl {
     run_v2(c, **stream);
   }
 
-  void serve_plain(Connection& c) {
+  void serve_plain(const net::Connection& c) {
     std::vector<std::byte> reply;  // header + payload, grown to the largest page asked for
     wire::RequestBytes bytes;
     // A v2 client opens with the magic; a v1 request never starts so.
@@ -256,27 +184,22 @@ class PageServer::Impl {
   }
 
   // False (with a log line) when the client has gone.
-  bool read_request_bytes(const Connection& c, std::span<std::byte> bytes) {
-    if (Status status = net::read_full(c.fd.get(), bytes, net::kNoDeadline); !status) {
+  bool read_request_bytes(const net::Connection& c, std::span<std::byte> bytes) {
+    if (Status status = net::read_full(c.fd, bytes, net::kNoDeadline); !status) {
       log().debug("page server {}: {} left: {}", address_, c.peer, status.to_string());
       return false;
     }
     return true;
   }
 
-  void serve_v2(Connection& c) {
-    // The stream shares the socket: stop() shutting c.fd down ends it too.
-    UniqueFd own(::fcntl(c.fd.get(), F_DUPFD_CLOEXEC, 0));
-    if (!own) {
-      log().error("page server {}: cannot serve {}: dup: {}", address_, c.peer,
-                  std::strerror(errno));
-      return;
-    }
+  void serve_v2(const net::Connection& c) {
+    UniqueFd own = own_copy(c);
+    if (!own) return;
     std::unique_ptr<net::Stream> stream = net::make_plain_stream(std::move(own));
     run_v2(c, *stream);
   }
 
-  void run_v2(Connection& c, net::Stream& stream) {
+  void run_v2(const net::Connection& c, net::Stream& stream) {
     Status ended = serve_v2_connection(stream, image_, v2_, c.peer, on_complete_);
     if (ended.is_ok()) {
       log().debug("page server {}: v2 session with {} ended", address_, c.peer);
@@ -289,7 +212,8 @@ class PageServer::Impl {
     }
   }
 
-  bool serve_page(Connection& c, const wire::PageRequest& request, std::vector<std::byte>& reply) {
+  bool serve_page(const net::Connection& c, const wire::PageRequest& request,
+                  std::vector<std::byte>& reply) {
     const size_t length = wire::kReplyHeaderSize + request.page_size;
     if (reply.size() < length) reply.resize(length);
     const wire::ReplyHeaderBytes header = wire::encode_reply_header(request);
@@ -312,7 +236,7 @@ class PageServer::Impl {
     // Counted before sending, so that a client holding its reply sees it in stats().
     ++requests_;
     bytes_ += request.page_size;
-    Status sent = net::write_full(c.fd.get(), std::span(reply).first(length),
+    Status sent = net::write_full(c.fd, std::span(reply).first(length),
                                   net::deadline_after(kReplyWriteTimeout));
     if (!sent) {
       log().debug("page server {}: reply to {} failed: {}", address_, c.peer, sent.to_string());
@@ -321,7 +245,7 @@ class PageServer::Impl {
     return true;
   }
 
-  void reject(const Connection& c, const Status& why) {
+  void reject(const net::Connection& c, const Status& why) {
     ++bad_requests_;
     log().warn("page server {}: bad request from {}: {}; closing the connection", address_, c.peer,
                why.message());
@@ -331,22 +255,16 @@ class PageServer::Impl {
   const std::shared_ptr<net::TlsContext> tls_;  // null: plain
   net::Listener listener_;
   const std::string address_;
-  const UniqueFd stop_event_;
   const int max_clients_;
   const std::function<void()> on_complete_;
   ServedImage image_;
   V2Counters v2_;
   std::optional<FileIdentity> socket_file_;
-  std::thread accept_thread_;
-
-  std::mutex mu_;
-  std::list<Connection> clients_;  // structure guarded by mu_; stable addresses
+  std::unique_ptr<net::ConnectionServer> server_;
 
   std::mutex stop_mu_;
   bool stopped_ = false;  // guarded by stop_mu_
 
-  std::atomic<uint64_t> connections_{0};
-  std::atomic<uint64_t> active_{0};
   std::atomic<uint64_t> requests_{0};
   std::atomic<uint64_t> bytes_{0};
   std::atomic<uint64_t> bad_requests_{0};
@@ -402,12 +320,11 @@ Result<std::unique_ptr<PageServer>> PageServer::start(const PageServerOptions& o
   } else if (address->kind == net::SocketAddress::Kind::kTcp && !options.allow_plain_tcp) {
     return net::plain_tcp_refused(*address, "TlsOptions::cert_file and TlsOptions::key_file");
   }
-  UniqueFd stop_event(::eventfd(0, EFD_CLOEXEC));
-  if (!stop_event) return io_error("page server: eventfd", errno);
   auto listener = net::listen_socket(*address);
   if (!listener) return listener.status();
   auto impl = std::make_unique<Impl>(std::move(memory), options, compression, std::move(tls),
-                                     std::move(*listener), std::move(stop_event));
+                                     std::move(*listener));
+  if (Status s = impl->listen(); !s) return s;
   return std::unique_ptr<PageServer>(new PageServer(std::move(impl)));
 }
 
