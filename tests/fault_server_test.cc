@@ -165,9 +165,9 @@ TEST_F(FaultServerTest, PrewarmInstallsPagesBeforeAnyFault) {
 
 TEST_F(FaultServerTest, ShutdownIsPromptWithoutAnyFault) {
   SetUpImage(16 * kPage);
-  PagerConfig config;
-  config.poll_interval = std::chrono::hours(1);  // only the shutdown signal can wake it
-  auto server = MakeServer(MakePager(config));
+  FaultServerOptions options;
+  options.poll_interval = std::chrono::hours(1);  // only the shutdown signal can wake it
+  auto server = MakeServer(MakePager(), options);
   ASSERT_TRUE(server->start().is_ok());
   server->request_shutdown();
   EXPECT_TRUE(server->wait().is_ok());
@@ -175,10 +175,10 @@ TEST_F(FaultServerTest, ShutdownIsPromptWithoutAnyFault) {
 
 TEST_F(FaultServerTest, PagerShutdownStopsItsFaultServers) {
   SetUpImage(16 * kPage);
-  PagerConfig config;
-  config.poll_interval = std::chrono::hours(1);
-  auto pager = MakePager(config);
-  auto server = MakeServer(pager);
+  FaultServerOptions options;
+  options.poll_interval = std::chrono::hours(1);
+  auto pager = MakePager();
+  auto server = MakeServer(pager, options);
   ASSERT_TRUE(server->start().is_ok());
   pager->request_shutdown();
   EXPECT_TRUE(server->wait().is_ok());

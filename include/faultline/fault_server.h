@@ -73,6 +73,9 @@ struct FaultServerOptions {
   // After serving a batch of faults, keep looking for the next fault this long
   // before sleeping in poll() (a burst then costs no wake-up per fault).
   std::chrono::microseconds spin{0};
+  // How often a thread with nothing to do re-checks for shutdown. Shutdown is
+  // also signalled at once; this is only the backstop.
+  std::chrono::milliseconds poll_interval{100};
   // For adopt(): the features the descriptor's creator negotiated.
   uint64_t adopted_features = 0;
 };

@@ -19,8 +19,6 @@
 
 namespace faultline {
 
-inline constexpr uint64_t kMinPageSize = 4096;
-
 // [base, base + size) in guest-physical address space.
 struct GuestRange {
   uint64_t base = 0;
@@ -53,9 +51,6 @@ struct RetryPolicy {
 };
 
 struct PagerConfig {
-  // How often a fault server with nothing to do re-checks for shutdown. Shutdown
-  // is also signalled at once; this is only the backstop.
-  std::chrono::milliseconds poll_interval{100};
   PrewarmList prewarm;
   // The page size prewarm() serves in.
   uint64_t prewarm_page_size = kMinPageSize;

@@ -1,5 +1,5 @@
-// The userfaultfd fault server: the seed's Mach exception-port thread, on
-// Linux. This file: its life cycle and the public API.
+// The userfaultfd fault server: reads faults, asks the Pager, installs pages.
+// This file: its life cycle and the public API.
 #include "faultline/fault_server.h"
 
 #include <fcntl.h>

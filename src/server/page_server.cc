@@ -22,7 +22,6 @@
 
 #include "core/log.h"
 #include "faultline/page_source.h"
-#include "faultline/pager.h"
 #include "faultline/unique_fd.h"
 #include "net/socket_address.h"
 #include "net/socket_io.h"
