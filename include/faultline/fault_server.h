@@ -76,8 +76,6 @@ struct FaultServerOptions {
   // How often a thread with nothing to do re-checks for shutdown. Shutdown is
   // also signalled at once; this is only the backstop.
   std::chrono::milliseconds poll_interval{100};
-  // For adopt(): the features the descriptor's creator negotiated.
-  uint64_t adopted_features = 0;
 };
 
 // Counters of the backend itself (the Pager counts faults and bytes).
@@ -155,7 +153,8 @@ class FaultServer : public PageSink, public PushTarget {
   bool running() const;
   const Pager& pager() const;
   int userfaultfd() const;
-  // Whether this kernel can poison pages (UFFDIO_POISON).
+  // Whether this kernel can poison pages (UFFDIO_POISON) on this server's
+  // userfaultfd, adopted ones included.
   bool can_poison() const;
 
  private:

@@ -222,7 +222,9 @@ Result<std::unique_ptr<FaultServer>> FaultServer::adopt(PagerHandle pager, Uniqu
   if (flags < 0 || ::fcntl(uffd.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
     return io_error("making the adopted userfaultfd non-blocking", errno);
   }
-  const uint64_t features = options.adopted_features;
+  // Whoever made the descriptor negotiated its features; the one we need to
+  // know, poisoning, the descriptor itself can tell.
+  const uint64_t features = linux_uffd::can_poison(uffd.get()) ? UFFD_FEATURE_POISON : 0;
   auto impl = std::make_unique<Impl>(std::move(pager), std::move(uffd), features,
                                      /*owns_registration=*/false, std::move(options));
   Status s = impl->init();
