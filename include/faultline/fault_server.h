@@ -152,7 +152,6 @@ class FaultServer : public PageSink, public PushTarget {
   // whose memory this is went away).
   bool running() const;
   const Pager& pager() const;
-  int userfaultfd() const;
   // Whether this kernel can poison pages (UFFDIO_POISON) on this server's
   // userfaultfd, adopted ones included.
   bool can_poison() const;

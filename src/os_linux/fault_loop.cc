@@ -171,7 +171,7 @@ Served FaultServer::Impl::serve_fault_at(uint64_t address, ThreadState& t) {
     ++pages;
   }
   Result<ServedPage> served =
-      pager_->serve_fault(m->guest_address(host_page), page_size, pages * page_size, t.buffer);
+      pager_->serve_fault(m->guest_address(host_page), page_size, t.buffer, pages * page_size);
   if (!served.is_ok()) return fail_fault(m, host_page, page_size, served.status());
   t.streams.served_until(host_page + served->length);
   const std::byte* src = served->kind == PageKind::kData ? t.buffer.data() : nullptr;

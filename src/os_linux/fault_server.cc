@@ -271,9 +271,6 @@ FaultServerStats FaultServer::stats() const {
 const Pager& FaultServer::pager() const {
   return impl_->pager();
 }
-int FaultServer::userfaultfd() const {
-  return impl_->uffd();
-}
 bool FaultServer::can_poison() const {
   return impl_->can_poison();
 }

@@ -46,7 +46,6 @@ class FaultServer::Impl {
   bool running() const { return running_threads_.load() > 0; }
   FaultServerStats stats() const;
   const Pager& pager() const { return *pager_; }
-  int uffd() const { return uffd_.get(); }
   bool can_poison() const { return (features_ & UFFD_FEATURE_POISON) != 0; }
 
  private:
