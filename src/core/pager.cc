@@ -28,15 +28,9 @@ uint64_t nanos_since(std::chrono::steady_clock::time_point start) {
 }
 
 struct Counters {
-  std::atomic<uint64_t> faults{0};
-  std::atomic<uint64_t> prewarmed{0};
-  std::atomic<uint64_t> bytes_served{0};
-  std::atomic<uint64_t> zero_pages{0};
-  std::atomic<uint64_t> source_errors{0};
-  std::atomic<uint64_t> source_retries{0};
-  std::atomic<uint64_t> out_of_region{0};
-  std::atomic<uint64_t> fault_around_pages{0};
-  std::atomic<uint64_t> fetched_ahead_pages{0};
+#define FAULTLINE_ATOMIC_COUNTER(name) std::atomic<uint64_t> name{0};
+  FAULTLINE_PAGER_COUNTERS(FAULTLINE_ATOMIC_COUNTER)
+#undef FAULTLINE_ATOMIC_COUNTER
   LatencyHistogram fault_latency;
 };
 
@@ -244,15 +238,9 @@ Status Pager::Impl::prewarm_into(PageSink* sink) {
 PagerStats Pager::stats() const {
   const Impl& p = *impl_;
   PagerStats s;
-  s.faults = p.counters_.faults.load(std::memory_order_relaxed);
-  s.prewarmed = p.counters_.prewarmed.load(std::memory_order_relaxed);
-  s.bytes_served = p.counters_.bytes_served.load(std::memory_order_relaxed);
-  s.zero_pages = p.counters_.zero_pages.load(std::memory_order_relaxed);
-  s.source_errors = p.counters_.source_errors.load(std::memory_order_relaxed);
-  s.source_retries = p.counters_.source_retries.load(std::memory_order_relaxed);
-  s.out_of_region = p.counters_.out_of_region.load(std::memory_order_relaxed);
-  s.fault_around_pages = p.counters_.fault_around_pages.load(std::memory_order_relaxed);
-  s.fetched_ahead_pages = p.counters_.fetched_ahead_pages.load(std::memory_order_relaxed);
+#define FAULTLINE_LOAD_COUNTER(name) s.name = p.counters_.name.load(std::memory_order_relaxed);
+  FAULTLINE_PAGER_COUNTERS(FAULTLINE_LOAD_COUNTER)
+#undef FAULTLINE_LOAD_COUNTER
   s.fault_latency = p.counters_.fault_latency.summary();
   return s;
 }

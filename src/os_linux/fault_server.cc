@@ -176,23 +176,9 @@ bool FaultServer::Impl::stopped_by_failure() {
 
 FaultServerStats FaultServer::Impl::stats() const {
   FaultServerStats s;
-  s.events = events_.load(std::memory_order_relaxed);
-  s.copies = copies_.load(std::memory_order_relaxed);
-  s.zero_installs = zero_installs_.load(std::memory_order_relaxed);
-  s.already_present = already_present_.load(std::memory_order_relaxed);
-  s.retried_installs = retried_installs_.load(std::memory_order_relaxed);
-  s.poisoned = poisoned_.load(std::memory_order_relaxed);
-  s.failed_faults = failed_faults_.load(std::memory_order_relaxed);
-  s.removed_ranges = removed_ranges_.load(std::memory_order_relaxed);
-  s.removed_pages = removed_pages_.load(std::memory_order_relaxed);
-  s.removed_zero_installs = removed_zero_installs_.load(std::memory_order_relaxed);
-  s.unmapped_ranges = unmapped_ranges_.load(std::memory_order_relaxed);
-  s.remaps = remaps_.load(std::memory_order_relaxed);
-  s.forks = forks_.load(std::memory_order_relaxed);
-  s.filled_pages = filled_pages_.load(std::memory_order_relaxed);
-  s.pushed_pages = pushed_pages_.load(std::memory_order_relaxed);
-  s.woken_present = woken_present_.load(std::memory_order_relaxed);
-  s.fully_resident_ns = fully_resident_ns_.load(std::memory_order_relaxed);
+#define FAULTLINE_LOAD_COUNTER(name) s.name = name##_.load(std::memory_order_relaxed);
+  FAULTLINE_FAULT_SERVER_COUNTERS(FAULTLINE_LOAD_COUNTER)
+#undef FAULTLINE_LOAD_COUNTER
   return s;
 }
 
