@@ -12,6 +12,7 @@ constexpr uint64_t kHost = 0x7f00'0000'0000;
 constexpr uint64_t kGuest = 0x4000'0000;
 
 GuestMapping Layout(uint64_t gpa, uint64_t host, uint64_t pages, uint64_t page_size = kPage) {
+  // NOLINTNEXTLINE(performance-no-int-to-ptr): addresses only compared, never touched
   return {gpa, reinterpret_cast<void*>(host), pages * page_size, page_size};
 }
 
