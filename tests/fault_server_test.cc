@@ -165,10 +165,10 @@ TEST_F(FaultServerTest, PrewarmInstallsPagesBeforeAnyFault) {
 
 TEST_F(FaultServerTest, ShutdownIsPromptWithoutAnyFault) {
   SetUpImage(16 * kPage);
-  PagerConfig config;
+  FaultServerOptions options;
   constexpr auto kPollInterval = std::chrono::seconds(30);
-  config.poll_interval = kPollInterval;  // only the shutdown signal can wake it
-  auto server = MakeServer(MakePager(config));
+  options.poll_interval = kPollInterval;  // only the shutdown signal can wake it
+  auto server = MakeServer(MakePager(), options);
   ASSERT_TRUE(server->start().is_ok());
   // Long enough for the fault loop to be blocked in poll, with no fault to wake it.
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -182,10 +182,10 @@ TEST_F(FaultServerTest, ShutdownIsPromptWithoutAnyFault) {
 
 TEST_F(FaultServerTest, PagerShutdownStopsItsFaultServers) {
   SetUpImage(16 * kPage);
-  PagerConfig config;
-  config.poll_interval = std::chrono::hours(1);
-  auto pager = MakePager(config);
-  auto server = MakeServer(pager);
+  FaultServerOptions options;
+  options.poll_interval = std::chrono::hours(1);
+  auto pager = MakePager();
+  auto server = MakeServer(pager, options);
   ASSERT_TRUE(server->start().is_ok());
   pager->request_shutdown();
   EXPECT_TRUE(server->wait().is_ok());

@@ -34,6 +34,7 @@
 
 #include "faultline/page_sink.h"
 #include "faultline/pager.h"
+#include "faultline/stats.h"
 #include "faultline/status.h"
 #include "faultline/unique_fd.h"
 
@@ -73,31 +74,37 @@ struct FaultServerOptions {
   // After serving a batch of faults, keep looking for the next fault this long
   // before sleeping in poll() (a burst then costs no wake-up per fault).
   std::chrono::microseconds spin{0};
-  // For adopt(): the features the descriptor's creator negotiated.
-  uint64_t adopted_features = 0;
+  // How often a thread with nothing to do re-checks for shutdown. Shutdown is
+  // also signalled at once; this is only the backstop.
+  std::chrono::milliseconds poll_interval{100};
 };
 
-// Counters of the backend itself (the Pager counts faults and bytes).
+// Counters of the backend itself (the Pager counts faults and bytes), each
+// named once here: FaultServerStats holds them as plain fields, and the server
+// keeps atomics made from the same list.
+#define FAULTLINE_FAULT_SERVER_COUNTERS(X)                                               \
+  X(events)                /* fault events read from the userfaultfd */                  \
+  X(copies)                /* UFFDIO_COPY calls that installed bytes */                  \
+  X(zero_installs)         /* UFFDIO_ZEROPAGE calls */                                   \
+  X(already_present)       /* EEXIST: someone installed the page first */                \
+  X(woken_present)         /* faults on pages installed meanwhile: woken, not fetched */ \
+  X(retried_installs)      /* EAGAIN: install retried */                                 \
+  X(poisoned)              /* pages poisoned after a source failure */                   \
+  X(failed_faults)         /* faults given up on */                                      \
+  X(removed_ranges)        /* UFFD_EVENT_REMOVE: ranges dropped by the VMM (balloon) */  \
+  X(removed_pages)         /* pages in them; they read as zeros from then on */          \
+  X(removed_zero_installs) /* faults in removed pages, answered with zeros */            \
+  X(unmapped_ranges)       /* UFFD_EVENT_UNMAP */                                        \
+  X(remaps)                /* UFFD_EVENT_REMAP: a range moved by mremap */               \
+  X(forks)                 /* UFFD_EVENT_FORK: a child process now served too */         \
+  X(filled_pages)          /* pages installed by background fill */                      \
+  X(pushed_pages)          /* pages installed as a network source pushed them */         \
+  /* Nanoseconds from start() until every page was resident (background fill  */         \
+  /* finished); 0 while some page is still missing. */                                   \
+  X(fully_resident_ns)
+
 struct FaultServerStats {
-  uint64_t events = 0;                 // fault events read from the userfaultfd
-  uint64_t copies = 0;                 // UFFDIO_COPY calls that installed bytes
-  uint64_t zero_installs = 0;          // UFFDIO_ZEROPAGE calls
-  uint64_t already_present = 0;        // EEXIST: someone installed the page first
-  uint64_t woken_present = 0;          // faults on pages installed meanwhile: woken, not fetched
-  uint64_t retried_installs = 0;       // EAGAIN: install retried
-  uint64_t poisoned = 0;               // pages poisoned after a source failure
-  uint64_t failed_faults = 0;          // faults given up on
-  uint64_t removed_ranges = 0;         // UFFD_EVENT_REMOVE: ranges dropped by the VMM (balloon)
-  uint64_t removed_pages = 0;          // pages in them; they read as zeros from then on
-  uint64_t removed_zero_installs = 0;  // faults in removed pages, answered with zeros
-  uint64_t unmapped_ranges = 0;        // UFFD_EVENT_UNMAP
-  uint64_t remaps = 0;                 // UFFD_EVENT_REMAP: a range moved by mremap
-  uint64_t forks = 0;                  // UFFD_EVENT_FORK: a child process now served too
-  uint64_t filled_pages = 0;           // pages installed by background fill
-  uint64_t pushed_pages = 0;           // pages installed as a network source pushed them
-  // Nanoseconds from start() until every page was resident (background fill
-  // finished); 0 while some page is still missing.
-  uint64_t fully_resident_ns = 0;
+  FAULTLINE_FAULT_SERVER_COUNTERS(FAULTLINE_COUNTER_FIELD)
 };
 
 class FaultServer : public PageSink {
@@ -150,8 +157,8 @@ class FaultServer : public PageSink {
   // whose memory this is went away).
   bool running() const;
   const Pager& pager() const;
-  int userfaultfd() const;
-  // Whether this kernel can poison pages (UFFDIO_POISON).
+  // Whether this kernel can poison pages (UFFDIO_POISON) on this server's
+  // userfaultfd, adopted ones included.
   bool can_poison() const;
 
  private:

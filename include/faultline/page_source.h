@@ -19,6 +19,9 @@ namespace faultline {
 // are named `gpa`.
 using Gpa = uint64_t;
 
+// The smallest page: every region, mapping and page size is a multiple of it.
+inline constexpr uint64_t kMinPageSize = 4096;
+
 enum class PageKind {
   kData,  // `dest` holds the bytes
   kZero,  // every byte is zero; `dest` may not have been written
@@ -58,7 +61,7 @@ struct SocketSourceOptions {
   std::chrono::milliseconds connect_timeout{2000};
 };
 
-// A client of `faultline serve-pages`, speaking the seed's v1 wire shape:
+// A client of `faultline serve-pages`, speaking protocol v1:
 // request <u64 LE gpa><u64 LE page_size>; reply echoes both, then exactly
 // page_size bytes. `address` is "unix:PATH" or "tcp:HOST:PORT". Concurrent
 // fetches each use their own connection from a pool; connecting is lazy.

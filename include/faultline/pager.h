@@ -4,12 +4,10 @@
 // receives faults and installs what the Pager returns.
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <vector>
 
@@ -19,8 +17,6 @@
 #include "faultline/status.h"
 
 namespace faultline {
-
-inline constexpr uint64_t kMinPageSize = 4096;
 
 // [base, base + size) in guest-physical address space.
 struct GuestRange {
@@ -54,9 +50,6 @@ struct RetryPolicy {
 };
 
 struct PagerConfig {
-  // How often a fault server with nothing to do re-checks for shutdown. Shutdown
-  // is also signalled at once; this is only the backstop.
-  std::chrono::milliseconds poll_interval{100};
   PrewarmList prewarm;
   // The page size prewarm() serves in.
   uint64_t prewarm_page_size = kMinPageSize;
@@ -74,7 +67,7 @@ class Pager;
 // Shared ownership of a Pager: the fault-server thread holds one for its run.
 using PagerHandle = std::shared_ptr<Pager>;
 
-class Pager : public std::enable_shared_from_this<Pager> {
+class Pager {
  public:
   static constexpr size_t kMaxRegions = 64;
 
@@ -101,57 +94,42 @@ class Pager : public std::enable_shared_from_this<Pager> {
   // outside every region; kSource (with the source's message) when the source
   // failed after every retry; kShutdown if shutdown came during retries.
   // No allocation and no exception on success.
-  Result<ServedPage> serve_fault(Gpa gpa, uint64_t page_size, std::span<std::byte> dest);
-  // Fault-around: serve the faulting page and the pages after it, up to
-  // `window` bytes (a multiple of page_size; clipped to the region and to
-  // `dest`), in one fetch. Counts one fault and window / page_size - 1 pages
-  // around it. kZero only when the whole window is zero.
-  Result<ServedPage> serve_fault(Gpa gpa, uint64_t page_size, uint64_t window,
-                                 std::span<std::byte> dest);
+  // Fault-around: with a `window` (a multiple of page_size; clipped to the
+  // region and to `dest`) the pages after the faulting one are fetched with it,
+  // up to `window` bytes from the page, in one fetch; 0 means the page alone.
+  // Counts one fault and length / page_size - 1 pages around it. kZero only
+  // when the whole length is zero.
+  Result<ServedPage> serve_fault(Gpa gpa, uint64_t page_size, std::span<std::byte> dest,
+                                 uint64_t window = 0);
   // Background fill: fetch [gpa, gpa + dest.size()) (inside one region) for a
   // backend installing pages nobody has asked for yet. Counted apart from faults.
   Result<PageKind> fetch_ahead(Gpa gpa, std::span<std::byte> dest);
-  // The seed's shape: the page's bytes, zero pages included.
-  Result<std::vector<std::byte>> serve_fault(Gpa gpa, uint64_t page_size);
 
   bool contains_gpa(Gpa gpa) const;
   // True if the whole of [base, base + size) lies inside one region.
   bool contains_range(uint64_t base, uint64_t size) const;
-  std::vector<GuestRange> regions() const;
 
   PagerStats stats() const;
 
   // Ask every fault server of this pager to stop. Prompt: listeners are called
   // at once. Idempotent.
   void request_shutdown();
-  bool shutdown_requested() const { return shutdown_.load(std::memory_order_acquire); }
+  bool shutdown_requested() const;
   // Called once on request_shutdown() (or at once if it already happened).
   // Returns an id for remove_shutdown_listener.
   uint64_t add_shutdown_listener(std::function<void()> listener);
   void remove_shutdown_listener(uint64_t id);
 
   // A reference-counted handle to this pager.
-  PagerHandle handle() { return shared_from_this(); }
+  PagerHandle handle();
 
-  const PagerConfig& config() const { return config_; }
-  const PageSource& source() const { return *source_; }
+  const PagerConfig& config() const;
+  const PageSource& source() const;
 
  private:
-  struct Counters;
-  class RegionTable;
-
-  Pager(std::unique_ptr<PageSource> source, PagerConfig config);
-  Result<PageKind> fetch_with_retry(Gpa page_gpa, std::span<std::byte> dest);
-  Status prewarm_into(PageSink* sink);
-
-  std::unique_ptr<PageSource> source_;
-  PagerConfig config_;
-  std::unique_ptr<RegionTable> regions_;
-  std::unique_ptr<Counters> counters_;
-  std::atomic<bool> shutdown_{false};
-  std::mutex listeners_mu_;
-  std::vector<std::pair<uint64_t, std::function<void()>>> listeners_;
-  uint64_t next_listener_id_ = 1;
+  class Impl;
+  explicit Pager(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace faultline

@@ -17,18 +17,26 @@ struct LatencySummary {
   uint64_t mean_ns = 0;
 };
 
-// A snapshot of the Pager's monotonic counters.
+// The Pager's monotonic counters, each named once here: PagerStats holds them
+// as plain fields, and the Pager keeps atomics made from the same list.
+#define FAULTLINE_PAGER_COUNTERS(X)                                               \
+  X(faults)              /* serve_fault calls that produced a page */             \
+  X(prewarmed)           /* pages served by prewarm() */                          \
+  X(bytes_served)        /* bytes produced, faults and prewarm together */        \
+  X(zero_pages)          /* pages the source reported as all zero */              \
+  X(source_errors)       /* faults that failed after every retry */               \
+  X(source_retries)      /* individual retried fetches */                         \
+  X(out_of_region)       /* faults outside every registered region */             \
+  X(fault_around_pages)  /* pages served with a fault, after the faulting page */ \
+  X(fetched_ahead_pages) /* pages fetched by background fill */
+
+// One counter as a plain field of a snapshot.
+#define FAULTLINE_COUNTER_FIELD(name) uint64_t name = 0;
+
+// A snapshot of the Pager's counters.
 struct PagerStats {
-  uint64_t faults = 0;               // serve_fault calls that produced a page
-  uint64_t prewarmed = 0;            // pages served by prewarm()
-  uint64_t bytes_served = 0;         // bytes produced, faults and prewarm together
-  uint64_t zero_pages = 0;           // pages the source reported as all zero
-  uint64_t source_errors = 0;        // faults that failed after every retry
-  uint64_t source_retries = 0;       // individual retried fetches
-  uint64_t out_of_region = 0;        // faults outside every registered region
-  uint64_t fault_around_pages = 0;   // pages served with a fault, after the faulting page
-  uint64_t fetched_ahead_pages = 0;  // pages fetched by background fill
-  LatencySummary fault_latency;      // serve_fault time, fetch and retries included
+  FAULTLINE_PAGER_COUNTERS(FAULTLINE_COUNTER_FIELD)
+  LatencySummary fault_latency;  // serve_fault time, fetch and retries included
 
   std::string to_json() const;
 };

@@ -6,7 +6,7 @@
 
 namespace faultline {
 
-Status Pager::RegionTable::add(uint64_t base, uint64_t size) {
+Status RegionTable::add(uint64_t base, uint64_t size) {
   if (size == 0) return invalid_argument(fmt::format("region at {:#x} is empty", base));
   if (base + size < base) {
     return invalid_argument(
@@ -34,11 +34,11 @@ Status Pager::RegionTable::add(uint64_t base, uint64_t size) {
   return Status::ok();
 }
 
-bool Pager::RegionTable::contains(Gpa gpa) const {
+bool RegionTable::contains(Gpa gpa) const {
   return contains_range(gpa, 1);
 }
 
-bool Pager::RegionTable::contains_range(uint64_t base, uint64_t size) const {
+bool RegionTable::contains_range(uint64_t base, uint64_t size) const {
   const size_t n = count_.load(std::memory_order_acquire);
   for (size_t i = 0; i < n; ++i) {
     const GuestRange& r = regions_[i];
@@ -47,7 +47,7 @@ bool Pager::RegionTable::contains_range(uint64_t base, uint64_t size) const {
   return false;
 }
 
-uint64_t Pager::RegionTable::room_after(uint64_t base, uint64_t size) const {
+uint64_t RegionTable::room_after(uint64_t base, uint64_t size) const {
   const size_t n = count_.load(std::memory_order_acquire);
   for (size_t i = 0; i < n; ++i) {
     const GuestRange& r = regions_[i];
@@ -56,7 +56,7 @@ uint64_t Pager::RegionTable::room_after(uint64_t base, uint64_t size) const {
   return 0;
 }
 
-std::vector<GuestRange> Pager::RegionTable::snapshot() const {
+std::vector<GuestRange> RegionTable::snapshot() const {
   const size_t n = count_.load(std::memory_order_acquire);
   return {regions_.begin(), regions_.begin() + static_cast<std::ptrdiff_t>(n)};
 }

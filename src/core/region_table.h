@@ -14,8 +14,10 @@
 
 namespace faultline {
 
-class Pager::RegionTable {
+class RegionTable {
  public:
+  static constexpr size_t kMaxRegions = Pager::kMaxRegions;
+
   Status add(uint64_t base, uint64_t size);
   bool contains(Gpa gpa) const;
   bool contains_range(uint64_t base, uint64_t size) const;

@@ -10,18 +10,11 @@ std::string PagerStats::to_json() const {
       {"p90_ns", fault_latency.p90_ns}, {"p99_ns", fault_latency.p99_ns},
       {"max_ns", fault_latency.max_ns}, {"mean_ns", fault_latency.mean_ns},
   };
+#define FAULTLINE_COUNTER_JSON(name) {#name, name},
   nlohmann::ordered_json j = {
-      {"faults", faults},
-      {"prewarmed", prewarmed},
-      {"bytes_served", bytes_served},
-      {"zero_pages", zero_pages},
-      {"source_errors", source_errors},
-      {"source_retries", source_retries},
-      {"out_of_region", out_of_region},
-      {"fault_around_pages", fault_around_pages},
-      {"fetched_ahead_pages", fetched_ahead_pages},
-      {"fault_latency", latency},
+      FAULTLINE_PAGER_COUNTERS(FAULTLINE_COUNTER_JSON){"fault_latency", latency},
   };
+#undef FAULTLINE_COUNTER_JSON
   return j.dump();
 }
 

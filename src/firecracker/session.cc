@@ -93,6 +93,7 @@ nlohmann::ordered_json Session::stats() const {
       {"source_errors", p.source_errors},
       {"already_present", s.already_present},
       {"poisoned", s.poisoned},
+      {"can_poison", server_->can_poison()},
       {"fault_around_pages", p.fault_around_pages},
       {"background_pages", s.filled_pages},
       {"fully_resident_ms", static_cast<double>(s.fully_resident_ns) / 1e6},

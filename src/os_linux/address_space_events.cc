@@ -98,7 +98,6 @@ void FaultServer::Impl::adopt_child(UniqueFd child_uffd) {
   FaultServerOptions options = options_;
   options.name = options_.name + "/child";
   options.background_fill = false;
-  options.adopted_features = features_;
   auto child = std::make_unique<Impl>(pager_, std::move(child_uffd), features_,
                                       /*owns_registration=*/false, options);
   Status s = child->init();

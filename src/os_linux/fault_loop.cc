@@ -29,7 +29,7 @@ void FaultServer::Impl::serve_loop() {
   // Faults whose install met EAGAIN: the address space is changing and a
   // non-fault event is waiting to be read. Read it, then retry these.
   t.deferred.reserve(kDeferredReserve);
-  const int poll_ms = static_cast<int>(pager_->config().poll_interval.count());
+  const int poll_ms = static_cast<int>(options_.poll_interval.count());
   pollfd fds[2] = {{uffd_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
   while (!stopping_.load(std::memory_order_acquire)) {
     const int timeout = !t.deferred.empty() ? 1 : (poll_ms > 0 ? poll_ms : 100);
@@ -171,7 +171,7 @@ Served FaultServer::Impl::serve_fault_at(uint64_t address, ThreadState& t) {
     ++pages;
   }
   Result<ServedPage> served =
-      pager_->serve_fault(m->guest_address(host_page), page_size, pages * page_size, t.buffer);
+      pager_->serve_fault(m->guest_address(host_page), page_size, t.buffer, pages * page_size);
   if (!served.is_ok()) return fail_fault(m, host_page, page_size, served.status());
   t.streams.served_until(host_page + served->length);
   const std::byte* src = served->kind == PageKind::kData ? t.buffer.data() : nullptr;

@@ -1,5 +1,5 @@
-// The userfaultfd fault server: the seed's Mach exception-port thread, on
-// Linux. This file: its life cycle and the public API.
+// The userfaultfd fault server: reads faults, asks the Pager, installs pages.
+// This file: its life cycle and the public API.
 #include "faultline/fault_server.h"
 
 #include <fcntl.h>
@@ -195,23 +195,9 @@ bool FaultServer::Impl::stopped_by_failure() {
 
 FaultServerStats FaultServer::Impl::stats() const {
   FaultServerStats s;
-  s.events = events_.load(std::memory_order_relaxed);
-  s.copies = copies_.load(std::memory_order_relaxed);
-  s.zero_installs = zero_installs_.load(std::memory_order_relaxed);
-  s.already_present = already_present_.load(std::memory_order_relaxed);
-  s.retried_installs = retried_installs_.load(std::memory_order_relaxed);
-  s.poisoned = poisoned_.load(std::memory_order_relaxed);
-  s.failed_faults = failed_faults_.load(std::memory_order_relaxed);
-  s.removed_ranges = removed_ranges_.load(std::memory_order_relaxed);
-  s.removed_pages = removed_pages_.load(std::memory_order_relaxed);
-  s.removed_zero_installs = removed_zero_installs_.load(std::memory_order_relaxed);
-  s.unmapped_ranges = unmapped_ranges_.load(std::memory_order_relaxed);
-  s.remaps = remaps_.load(std::memory_order_relaxed);
-  s.forks = forks_.load(std::memory_order_relaxed);
-  s.filled_pages = filled_pages_.load(std::memory_order_relaxed);
-  s.pushed_pages = pushed_pages_.load(std::memory_order_relaxed);
-  s.woken_present = woken_present_.load(std::memory_order_relaxed);
-  s.fully_resident_ns = fully_resident_ns_.load(std::memory_order_relaxed);
+#define FAULTLINE_LOAD_COUNTER(name) s.name = name##_.load(std::memory_order_relaxed);
+  FAULTLINE_FAULT_SERVER_COUNTERS(FAULTLINE_LOAD_COUNTER)
+#undef FAULTLINE_LOAD_COUNTER
   return s;
 }
 
@@ -241,7 +227,9 @@ Result<std::unique_ptr<FaultServer>> FaultServer::adopt(PagerHandle pager, Uniqu
   if (flags < 0 || ::fcntl(uffd.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
     return io_error("making the adopted userfaultfd non-blocking", errno);
   }
-  const uint64_t features = options.adopted_features;
+  // Whoever made the descriptor negotiated its features; the one we need to
+  // know, poisoning, the descriptor itself can tell.
+  const uint64_t features = linux_uffd::can_poison(uffd.get()) ? UFFD_FEATURE_POISON : 0;
   auto impl = std::make_unique<Impl>(std::move(pager), std::move(uffd), features,
                                      /*owns_registration=*/false, std::move(options));
   Status s = impl->init();
@@ -284,9 +272,6 @@ FaultServerStats FaultServer::stats() const {
 }
 const Pager& FaultServer::pager() const {
   return impl_->pager();
-}
-int FaultServer::userfaultfd() const {
-  return impl_->uffd();
 }
 bool FaultServer::can_poison() const {
   return impl_->can_poison();

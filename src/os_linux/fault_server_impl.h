@@ -47,7 +47,6 @@ class FaultServer::Impl {
   bool running() const { return running_threads_.load() > 0; }
   FaultServerStats stats() const;
   const Pager& pager() const { return *pager_; }
-  int uffd() const { return uffd_.get(); }
   bool can_poison() const { return (features_ & UFFD_FEATURE_POISON) != 0; }
 
  private:
@@ -114,25 +113,12 @@ class FaultServer::Impl {
   std::mutex children_mu_;
   std::vector<std::unique_ptr<Impl>> children_;  // servers of forked children
 
-  std::atomic<uint64_t> events_{0};
-  std::atomic<uint64_t> copies_{0};
-  std::atomic<uint64_t> zero_installs_{0};
-  std::atomic<uint64_t> already_present_{0};
-  std::atomic<uint64_t> woken_present_{0};
-  std::atomic<uint64_t> retried_installs_{0};
-  std::atomic<uint64_t> poisoned_{0};
-  std::atomic<uint64_t> failed_faults_{0};
-  std::atomic<uint64_t> removed_ranges_{0};
-  std::atomic<uint64_t> removed_pages_{0};
-  std::atomic<uint64_t> removed_zero_installs_{0};
-  std::atomic<uint64_t> unmapped_ranges_{0};
-  std::atomic<uint64_t> remaps_{0};
-  std::atomic<uint64_t> forks_{0};
-  std::atomic<uint64_t> filled_pages_{0};
-  std::atomic<uint64_t> pushed_pages_{0};
+  // One atomic per counter of FaultServerStats, named as the field plus `_`.
+#define FAULTLINE_ATOMIC_COUNTER(name) std::atomic<uint64_t> name##_{0};
+  FAULTLINE_FAULT_SERVER_COUNTERS(FAULTLINE_ATOMIC_COUNTER)
+#undef FAULTLINE_ATOMIC_COUNTER
   std::mutex push_mu_;  // one pushed range at a time (they share push_scratch_)
   std::unique_ptr<class PageBuffer> push_scratch_;
-  std::atomic<uint64_t> fully_resident_ns_{0};
 };
 
 // An anonymous, page-aligned buffer that UFFDIO_COPY reads from.

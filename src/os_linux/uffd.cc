@@ -104,6 +104,12 @@ InstallOutcome poison(int uffd, uint64_t dst, uint64_t len) {
   return outcome(rc, request.updated, len);
 }
 
+bool can_poison(int uffd) {
+  if (::ioctl(uffd, UFFDIO_POISON, nullptr) == 0) return true;  // cannot happen; harmless
+  // EAGAIN: the address space is changing, checked before the argument is read.
+  return errno == EFAULT || errno == EAGAIN;
+}
+
 int wake(int uffd, uint64_t start, uint64_t len) {
   uffdio_range range{start, len};
   return ::ioctl(uffd, UFFDIO_WAKE, &range) == 0 ? 0 : errno;

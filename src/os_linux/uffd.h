@@ -48,4 +48,10 @@ InstallOutcome zeropage(int uffd, uint64_t dst, uint64_t len);
 InstallOutcome poison(int uffd, uint64_t dst, uint64_t len);
 int wake(int uffd, uint64_t start, uint64_t len);  // 0 or errno
 
+// Whether UFFDIO_POISON works on `uffd`, whoever did its UFFDIO_API and with
+// whatever features (the kernel does not tie the ioctl to a feature bit).
+// Asked of the fd itself, without side effects: a kernel that knows the ioctl
+// fails a null argument with EFAULT, one that does not with EINVAL or ENOTTY.
+bool can_poison(int uffd);
+
 }  // namespace faultline::linux_uffd

@@ -18,7 +18,6 @@
 
 #include "core/log.h"
 #include "faultline/page_source.h"
-#include "faultline/pager.h"
 #include "faultline/unique_fd.h"
 #include "net/connection_server.h"
 #include "net/socket_address.h"
