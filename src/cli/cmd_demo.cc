@@ -3,8 +3,6 @@
 // restore it lazily in a fresh process, run a memory workload over it, verify
 // every byte, show the figures.
 #include <fmt/format.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -24,10 +22,9 @@
 #include "faultline/fault_server.h"
 #include "faultline/page_server.h"
 #include "faultline/pager.h"
+#include "os_linux/child_process.h"
 #include "vm/guest_ram.h"
 #include "vm/probe.h"
-
-extern char** environ;
 
 namespace faultline::cli {
 namespace {
@@ -224,23 +221,17 @@ int run_restore(const RestoreOptions& o) {
 }
 
 int spawn_restore(const std::vector<std::string>& args) {
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  if (int rc = ::posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), environ);
-      rc != 0) {
-    log().error("cannot start the restore process: {}", std::strerror(rc));
+  auto child = ChildProcess::spawn(args, {.program = "/proc/self/exe"});
+  if (!child.is_ok()) {
+    log().error("cannot start the restore process: {}", child.status().message());
     return 1;
   }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFSIGNALED(status)) {
-    log().error("the restore process died of signal {}", WTERMSIG(status));
+  const ExitStatus status = child->wait();
+  if (status.signalled()) {
+    log().error("the restore process died of signal {}", status.signal());
     return 1;
   }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+  return status.exited() ? status.exit_code() : 1;
 }
 
 int run_process_demo(const DemoOptions& o);
