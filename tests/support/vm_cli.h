@@ -120,6 +120,18 @@ inline Cli faultline(const TempDir& dir, std::vector<std::string> args) {
   return CliProcess(dir, std::move(args)).wait();
 }
 
+// A guest run (restored or migrated) ended as the uninterrupted run does: the
+// model's checksum over every workload page, nothing wrong.
+inline void expect_uninterrupted_result(const Cli& run) {
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const auto j = run.json();
+  ASSERT_FALSE(j.is_discarded()) << run.out;
+  EXPECT_EQ(j["finished"], true);
+  EXPECT_EQ(j["checksum"], hex(model_checksum(kPages, kSeed, kWordsPerPage)));
+  EXPECT_EQ(j["mismatches"], 0);
+  EXPECT_EQ(j["pages"], kPages);
+}
+
 inline std::vector<std::string> with(std::vector<std::string> a,
                                      const std::vector<std::string>& b) {
   a.insert(a.end(), b.begin(), b.end());
