@@ -7,11 +7,7 @@
 //   total      source pause -> the destination holds every page (COMPLETE)
 //   pause      source pause -> the destination's first KVM_RUN (the guest's downtime)
 //   fault p50/p99  demand faults on the destination, served while the push runs
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -24,12 +20,15 @@
 #include <string>
 #include <vector>
 
-extern char** environ;
+#include "os_linux/child_process.h"
 
 namespace {
 
+using faultline::ChildProcess;
+
+// A child whose stdout and stderr go to files.
 struct Child {
-  pid_t pid = -1;
+  ChildProcess process;  // not running if it could not be started
   std::string out;
   std::string err;
 };
@@ -38,18 +37,9 @@ Child spawn(const std::vector<std::string>& args, const std::string& out) {
   Child c;
   c.out = out;
   c.err = out + ".err";
-  std::vector<char*> argv;
-  std::vector<std::string> copy = args;
-  for (auto& a : copy) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, c.out.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, c.err.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  if (posix_spawnp(&c.pid, argv[0], &actions, nullptr, argv.data(), environ) != 0) c.pid = -1;
-  posix_spawn_file_actions_destroy(&actions);
+  auto process =
+      ChildProcess::spawn(args, {.stdout_file = c.out, .stderr_file = c.err, .search_path = true});
+  if (process.is_ok()) c.process = std::move(process).value();
   return c;
 }
 
@@ -61,11 +51,8 @@ std::string slurp(const std::string& path) {
 }
 
 // Exit status and parsed stdout.
-std::pair<int, nlohmann::json> finish(const Child& c) {
-  int status = 0;
-  while (::waitpid(c.pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+std::pair<int, nlohmann::json> finish(Child& c) {
+  const int code = c.process.wait().code();
   return {code, nlohmann::json::parse(slurp(c.out), nullptr, false)};
 }
 
@@ -104,7 +91,7 @@ Row run_faultline(const std::string& cli, const std::string& dir, const std::str
   Child dest = spawn({cli, "vm", "receive", "--json", "--wait", "120", "--compression", compression,
                       "--from", "unix:" + sock},
                      dir + "/dest-" + compression + ".json");
-  if (source.pid < 0 || dest.pid < 0) {
+  if (!source.process.running() || !dest.process.running()) {
     row.why = "could not start " + cli;
     return row;
   }
@@ -139,13 +126,11 @@ Row run_qemu(const std::string& script, const std::string& dir, int runs) {
   Child c =
       spawn({"python3", script, "--json", "--runs", std::to_string(runs), "--precopy-seconds", "0"},
             dir + "/qemu.json");
-  if (c.pid < 0) {
+  if (!c.process.running()) {
     row.why = "python3 not found";
     return row;
   }
-  int status = 0;
-  while (::waitpid(c.pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  c.process.wait();
   std::istringstream lines(slurp(c.out));
   std::string line;
   std::optional<nlohmann::json> median;

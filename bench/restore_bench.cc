@@ -33,6 +33,7 @@
 #include "core/latency_histogram.h"
 #include "faultline/fault_server.h"
 #include "naive_handler.h"
+#include "os_linux/anonymous_memory.h"
 
 namespace faultline::bench {
 namespace {
@@ -88,15 +89,24 @@ void write_image(const std::string& path, uint64_t size) {
 struct Memory {
   std::byte* data = nullptr;
   uint64_t size = 0;
+  AnonymousMemory anonymous;  // empty when the file is mapped
   Memory(uint64_t bytes, int file) : size(bytes) {
-    void* p = file < 0 ? ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
-                                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-                       : ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE, file, 0);
+    if (file < 0) {
+      auto mapped = AnonymousMemory::map(bytes, "guest memory",
+                                         {.no_reserve = true, .pages = PageBacking::kSmallPages});
+      if (!mapped.is_ok()) throw std::runtime_error(mapped.status().to_string());
+      anonymous = std::move(mapped).value();
+      data = anonymous.data();
+      return;
+    }
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE, file, 0);
     if (p == MAP_FAILED) throw std::runtime_error("mmap guest memory");
     ::madvise(p, bytes, MADV_NOHUGEPAGE);
     data = static_cast<std::byte*>(p);
   }
-  ~Memory() { ::munmap(data, size); }
+  ~Memory() {
+    if (!anonymous) ::munmap(data, size);
+  }
 };
 
 struct Workload {

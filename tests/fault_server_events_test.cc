@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "faultline/fault_server.h"
+#include "os_linux/anonymous_memory.h"
 #include "os_linux/uffd.h"
 #include "support/sigbus.h"
 #include "support/temp_dir.h"
@@ -26,15 +27,15 @@ class FaultServerEventsTest : public ::testing::Test {
     auto source = make_memory_page_source(image_, kGuestBase);
     pager_ = Pager::create(std::move(source));
     ASSERT_TRUE(pager_->register_region(kGuestBase, kPages * kPage).is_ok());
-    void* p =
-        ::mmap(nullptr, kPages * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    ASSERT_NE(p, MAP_FAILED);
-    ::madvise(p, kPages * kPage, MADV_NOHUGEPAGE);
-    memory_ = static_cast<std::byte*>(p);
+    auto mapping =
+        AnonymousMemory::map(kPages * kPage, "guest memory", {.pages = PageBacking::kSmallPages});
+    ASSERT_TRUE(mapping.is_ok()) << mapping.status().to_string();
+    mapping_ = std::move(mapping).value();
+    memory_ = mapping_.data();
   }
   void TearDown() override {
     server_.reset();
-    if (memory_ != nullptr) ::munmap(memory_, kPages * kPage);
+    mapping_ = {};
   }
 
   // A userfaultfd made the way a VMM makes it, with the events it asks for,
@@ -70,7 +71,8 @@ class FaultServerEventsTest : public ::testing::Test {
   static constexpr uint64_t kPages = 2048;
   std::vector<std::byte> image_;
   PagerHandle pager_;
-  std::byte* memory_ = nullptr;
+  AnonymousMemory mapping_;
+  std::byte* memory_ = nullptr;  // mapping_'s bytes
   std::unique_ptr<FaultServer> server_;
 };
 
@@ -130,11 +132,13 @@ TEST_F(FaultServerEventsTest, MremapIsFollowedToTheNewAddress) {
   StartAdopted(UFFD_FEATURE_EVENT_REMAP);
   for (uint64_t i = 0; i < 4; ++i) ASSERT_TRUE(PageIs(memory_ + i * kPage, i));
   // Move the first half of guest memory elsewhere.
-  void* target = ::mmap(nullptr, kPages / 2 * kPage, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  ASSERT_NE(target, MAP_FAILED);
+  auto target = AnonymousMemory::map(kPages / 2 * kPage, "mremap target", {.reserve_only = true});
+  ASSERT_TRUE(target.is_ok()) << target.status().to_string();
+  // From here the target owns the first half, and this test the second.
+  mapping_.release();
   void* moved = ::mremap(memory_, kPages / 2 * kPage, kPages / 2 * kPage,
-                         MREMAP_MAYMOVE | MREMAP_FIXED, target);
-  ASSERT_EQ(moved, target) << std::strerror(errno);
+                         MREMAP_MAYMOVE | MREMAP_FIXED, target->data());
+  ASSERT_EQ(moved, target->data()) << std::strerror(errno);
   auto* low = static_cast<std::byte*>(moved);
   for (uint64_t i = 0; i < kPages / 2; i += 7) EXPECT_TRUE(PageIs(low + i * kPage, i)) << i;
   for (uint64_t i = kPages / 2; i < kPages; i += 7) {
@@ -142,9 +146,8 @@ TEST_F(FaultServerEventsTest, MremapIsFollowedToTheNewAddress) {
   }
   EXPECT_EQ(StopAndStats().remaps, 1u);
   server_.reset();
-  ::munmap(low, kPages / 2 * kPage);
-  memory_ += kPages / 2 * kPage;  // TearDown unmaps the rest
-  ::munmap(memory_, kPages / 2 * kPage);
+  *target = {};
+  ::munmap(memory_ + kPages / 2 * kPage, kPages / 2 * kPage);
   memory_ = nullptr;
 }
 

@@ -6,9 +6,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <thread>
@@ -17,11 +15,10 @@
 #include "faultline/page_source.h"
 #include "net/socket_address.h"
 #include "net/socket_io.h"
+#include "os_linux/child_process.h"
 #include "sources/page_wire.h"
 #include "support/served_image.h"
 #include "support/temp_dir.h"
-
-extern char** environ;
 
 namespace faultline {
 namespace {
@@ -210,23 +207,14 @@ class ServePagesProcess {
  public:
   explicit ServePagesProcess(std::vector<std::string> args) {
     args.insert(args.begin(), {FAULTLINE_CLI, "serve-pages"});
-    int pipe_fds[2];
-    EXPECT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
-    stderr_.reset(pipe_fds[0]);
-    UniqueFd write_end(pipe_fds[1]);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, write_end.get(), STDERR_FILENO);
-    std::vector<char*> argv;
-    for (auto& arg : args) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    EXPECT_EQ(::posix_spawn(&pid_, FAULTLINE_CLI, &actions, nullptr, argv.data(), environ), 0);
-    posix_spawn_file_actions_destroy(&actions);
+    auto child = ChildProcess::spawn(args, {.stderr_pipe = true});
+    EXPECT_TRUE(child.is_ok()) << child.status().to_string();
+    if (child.is_ok()) child_ = std::move(child).value();
   }
 
   ~ServePagesProcess() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
+    if (child_.running()) {
+      child_.signal(SIGKILL);
       wait();
     }
   }
@@ -235,12 +223,12 @@ class ServePagesProcess {
   bool wait_for_output(std::string_view text) {
     const auto deadline = net::deadline_after(kPatience);
     while (output_.find(text) == std::string::npos) {
-      pollfd pfd{stderr_.get(), POLLIN, 0};
+      pollfd pfd{child_.stderr_fd(), POLLIN, 0};
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0 || ::poll(&pfd, 1, static_cast<int>(left.count())) <= 0) return false;
       char chunk[4096];
-      ssize_t n = ::read(stderr_.get(), chunk, sizeof(chunk));
+      ssize_t n = ::read(child_.stderr_fd(), chunk, sizeof(chunk));
       if (n <= 0) return false;
       output_.append(chunk, static_cast<size_t>(n));
     }
@@ -250,22 +238,20 @@ class ServePagesProcess {
   // The exit status once the process has ended, all of its stderr read.
   int wait() {
     wait_for_output(std::string_view("\0", 1));  // reads to the end
-    int status = 0;
-    EXPECT_EQ(::waitpid(pid_, &status, 0), pid_);
-    pid_ = -1;
+    EXPECT_TRUE(child_.running());
+    const ExitStatus status = child_.wait();
     // In a sanitizer build, a report from the child fails the test even where
     // the test expects a non-zero exit.
     EXPECT_EQ(output_.find("Sanitizer"), std::string::npos) << output_;
     EXPECT_EQ(output_.find("runtime error:"), std::string::npos) << output_;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return status.code();
   }
 
-  void signal(int signo) { ::kill(pid_, signo); }
+  void signal(int signo) { child_.signal(signo); }
   const std::string& output() const { return output_; }
 
  private:
-  pid_t pid_ = -1;
-  UniqueFd stderr_;
+  ChildProcess child_;
   std::string output_;
 };
 

@@ -5,19 +5,16 @@
 // uninterrupted run (which a model of the guest program computes), also when
 // the connection is cut mid-migration, bytes are corrupted on the way, or the
 // path is TLS with mutual authentication. Skips where /dev/kvm cannot run our guest.
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <spawn.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <bit>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -32,22 +29,10 @@
 #include "vm/probe.h"
 #include "vm/workload.h"
 
-extern char** environ;
-
 namespace faultline::vm {
 namespace {
 
 using testing::TempDir;
-
-void expect_uninterrupted_result(const Cli& received) {
-  ASSERT_EQ(received.exit_code, 0) << received.err;
-  const auto j = received.json();
-  ASSERT_FALSE(j.is_discarded()) << received.out;
-  EXPECT_EQ(j["finished"], true);
-  EXPECT_EQ(j["checksum"], hex(model_checksum(kPages, kSeed, kWordsPerPage)));
-  EXPECT_EQ(j["mismatches"], 0);
-  EXPECT_EQ(j["pages"], kPages);
-}
 
 // The source: the workload guest, paused at kMidWay and served on `listen`.
 CliProcess start_source(const TempDir& dir, const std::string& listen,
@@ -106,37 +91,45 @@ TEST(VmMigrate, WithCompressionTheGuestFinishesWithTheUninterruptedResult) {
   expect_source_completed(source);
 }
 
-TEST(VmMigrate, ConnectionCutTwiceMidMigrationRecoversWithTheUninterruptedResult) {
-  SKIP_WITHOUT_KVM();
-  TempDir dir;
-  const std::string sock = dir.file("migrate.sock");
-  CliProcess source = start_source(dir, "unix:" + sock);
-  ASSERT_TRUE(wait_for_socket(sock)) << source.wait().err;
-  auto proxy = testing::FaultProxy::start("unix:" + dir.file("proxy.sock"), "unix:" + sock);
-  ASSERT_TRUE(proxy.is_ok()) << proxy.status().to_string();
+// A source serving on DIR/migrate.sock, and a proxy in front of it that the
+// destination goes through.
+class VmMigrateThroughAProxy : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SKIP_WITHOUT_KVM();
+    const std::string sock = dir_.file("migrate.sock");
+    source_.emplace(start_source(dir_, "unix:" + sock));
+    ASSERT_TRUE(wait_for_socket(sock)) << source_->wait().err;
+    auto proxy = testing::FaultProxy::start("unix:" + dir_.file("proxy.sock"), "unix:" + sock);
+    ASSERT_TRUE(proxy.is_ok()) << proxy.status().to_string();
+    proxy_ = std::move(proxy).value();
+  }
+  Cli receive() {
+    return faultline(dir_, {"vm", "receive", "--json", "--from", proxy_->address()});
+  }
+
+  TempDir dir_;
+  std::optional<CliProcess> source_;
+  std::unique_ptr<testing::FaultProxy> proxy_;
+};
+
+TEST_F(VmMigrateThroughAProxy, ConnectionCutTwiceMidMigrationRecoversWithTheUninterruptedResult) {
   // The first two connections die after 6 MB towards the destination.
-  (*proxy)->cut_after(testing::Direction::kToClient, 6'000'000, 2);
-  Cli received = faultline(dir, {"vm", "receive", "--json", "--from", (*proxy)->address()});
+  proxy_->cut_after(testing::Direction::kToClient, 6'000'000, 2);
+  Cli received = receive();
   expect_uninterrupted_result(received);
   EXPECT_GE(received.json()["reconnects"].get<uint64_t>(), 2u);
-  expect_source_completed(source);
+  expect_source_completed(*source_);
 }
 
-TEST(VmMigrate, CorruptedBytesOnTheWayAreCaughtAndFetchedAgain) {
-  SKIP_WITHOUT_KVM();
-  TempDir dir;
-  const std::string sock = dir.file("migrate.sock");
-  CliProcess source = start_source(dir, "unix:" + sock);
-  ASSERT_TRUE(wait_for_socket(sock)) << source.wait().err;
-  auto proxy = testing::FaultProxy::start("unix:" + dir.file("proxy.sock"), "unix:" + sock);
-  ASSERT_TRUE(proxy.is_ok()) << proxy.status().to_string();
-  (*proxy)->corrupt_randomly(testing::Direction::kToClient, 0.001, 7, 3);
-  Cli received = faultline(dir, {"vm", "receive", "--json", "--from", (*proxy)->address()});
+TEST_F(VmMigrateThroughAProxy, CorruptedBytesOnTheWayAreCaughtAndFetchedAgain) {
+  proxy_->corrupt_randomly(testing::Direction::kToClient, 0.001, 7, 3);
+  Cli received = receive();
   expect_uninterrupted_result(received);
   const auto j = received.json();
   EXPECT_GT(j["corrupt"].get<uint64_t>() + j["reconnects"].get<uint64_t>(), 0u);
-  EXPECT_GT((*proxy)->counters().corrupted_bytes, 0u);
-  expect_source_completed(source);
+  EXPECT_GT(proxy_->counters().corrupted_bytes, 0u);
+  expect_source_completed(*source_);
 }
 
 TEST(VmMigrate, OverTcpWithMutualTlsTheGuestFinishesWithTheUninterruptedResult) {

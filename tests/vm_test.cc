@@ -51,16 +51,6 @@ void snapshot_mid_way(const TempDir& dir) {
   ASSERT_EQ(j["snapshot"]["after_progress"], kMidWay);
 }
 
-void expect_uninterrupted_result(const Cli& restored) {
-  ASSERT_EQ(restored.exit_code, 0) << restored.err;
-  const auto j = restored.json();
-  ASSERT_FALSE(j.is_discarded()) << restored.out;
-  EXPECT_EQ(j["finished"], true);
-  EXPECT_EQ(j["checksum"], hex(model_checksum(kPages, kSeed, kWordsPerPage)));
-  EXPECT_EQ(j["mismatches"], 0);
-  EXPECT_EQ(j["pages"], kPages);
-}
-
 TEST(VmRun, UninterruptedRunComputesWhatTheModelComputes) {
   SKIP_WITHOUT_KVM();
   TempDir dir;

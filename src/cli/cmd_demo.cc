@@ -3,9 +3,6 @@
 // restore it lazily in a fresh process, run a memory workload over it, verify
 // every byte, show the figures.
 #include <fmt/format.h>
-#include <spawn.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -25,9 +22,9 @@
 #include "faultline/fault_server.h"
 #include "faultline/page_server.h"
 #include "faultline/pager.h"
+#include "os_linux/child_process.h"
+#include "vm/guest_ram.h"
 #include "vm/probe.h"
-
-extern char** environ;
 
 namespace faultline::cli {
 namespace {
@@ -59,29 +56,6 @@ struct RestoreOptions {
   uint64_t size = 0;
   int threads = 4;
   bool json = false;
-};
-
-// Guest RAM: anonymous memory, not touched until the workload runs.
-class GuestRam {
- public:
-  explicit GuestRam(uint64_t size) : size_(size) {
-    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p != MAP_FAILED) {
-      ::madvise(p, size, MADV_NOHUGEPAGE);
-      data_ = static_cast<std::byte*>(p);
-    }
-  }
-  ~GuestRam() {
-    if (data_ != nullptr) ::munmap(data_, size_);
-  }
-  GuestRam(const GuestRam&) = delete;
-  GuestRam& operator=(const GuestRam&) = delete;
-  std::byte* data() const { return data_; }
-
- private:
-  std::byte* data_ = nullptr;
-  uint64_t size_;
 };
 
 struct WorkloadResult {
@@ -136,10 +110,11 @@ WorkloadResult run_workload(std::byte* ram, uint64_t pages, int threads) {
 
 // The eager baseline: read the whole image into fresh memory before running.
 double measure_eager_copy(const std::string& mem_file, uint64_t size) {
-  GuestRam ram(size);
+  auto guest_ram = vm::GuestRam::map(size);
   const auto start = Clock::now();
   auto source = open_file_page_source(mem_file, 0);
-  if (!source.is_ok() || ram.data() == nullptr) return -1;
+  if (!source.is_ok() || !guest_ram.is_ok()) return -1;
+  const vm::GuestRam& ram = **guest_ram;
   constexpr uint64_t kChunk = 1 << 20;
   for (uint64_t off = 0; off < size; off += kChunk) {
     const uint64_t len = std::min(kChunk, size - off);
@@ -153,11 +128,12 @@ double measure_eager_copy(const std::string& mem_file, uint64_t size) {
 int run_restore(const RestoreOptions& o) {
   const auto start = Clock::now();
   const uint64_t pages = o.size / kDemoPage;
-  GuestRam ram(o.size);
-  if (ram.data() == nullptr) {
+  auto guest_ram = vm::GuestRam::map(o.size);
+  if (!guest_ram.is_ok()) {
     log().error("cannot map {} bytes of guest RAM", o.size);
     return 1;
   }
+  const vm::GuestRam& ram = **guest_ram;
   auto source = o.page_server.empty() ? open_file_page_source(o.mem_file, kRamStart)
                                       : connect_socket_page_source(o.page_server);
   if (!source.is_ok()) {
@@ -245,23 +221,17 @@ int run_restore(const RestoreOptions& o) {
 }
 
 int spawn_restore(const std::vector<std::string>& args) {
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  if (int rc = ::posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), environ);
-      rc != 0) {
-    log().error("cannot start the restore process: {}", std::strerror(rc));
+  auto child = ChildProcess::spawn(args, {.program = "/proc/self/exe"});
+  if (!child.is_ok()) {
+    log().error("cannot start the restore process: {}", child.status().message());
     return 1;
   }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFSIGNALED(status)) {
-    log().error("the restore process died of signal {}", WTERMSIG(status));
+  const ExitStatus status = child->wait();
+  if (status.signalled()) {
+    log().error("the restore process died of signal {}", status.signal());
     return 1;
   }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+  return status.exited() ? status.exit_code() : 1;
 }
 
 int run_process_demo(const DemoOptions& o);

@@ -11,7 +11,6 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <string>
 #include <thread>
 
@@ -24,12 +23,9 @@
 #include "core/log.h"
 #include "faultline/network_page_source.h"
 #include "faultline/page_server.h"
-#include "net/socket_address.h"
-#include "net/stream_connect.h"
-#include "vm/guest_ram.h"
+#include "migration/source.h"
 #include "vm/machine.h"
 #include "vm/restore.h"
-#include "vm/state_file.h"
 
 namespace faultline::cli {
 namespace {
@@ -56,127 +52,68 @@ struct MigrateArgs {
   bool json = false;
 };
 
+void print_progress(const migration::MigrationProgress& p) {
+  const PageServerStats& s = p.stats;
+  fmt::print(
+      "migration: pushed {:.0f} MiB, requested {:.1f} MiB, {} of {} pages remaining, "
+      "{:.0f} MiB/s{}\n",
+      mib(s.pushed_bytes), mib(s.demand_bytes), s.push_remaining, p.total_pages, p.mib_per_s,
+      s.active == 0 ? " (destination disconnected; waiting for it)" : "");
+  std::fflush(stdout);
+}
+
 void migrate(const MigrateArgs& a) {
   const std::string cmd = "migrate";
-  auto address = net::parse_socket_address(a.listen);
-  if (!address.is_ok()) fail(cmd, "--listen: " + address.status().message());
-  // Refused before the guest runs, not after (PageServer::start checks it again).
-  if (address->kind == net::SocketAddress::Kind::kTcp && a.tls.options.cert_file.empty() &&
-      !a.tls.plain_tcp) {
-    fail(cmd, net::plain_tcp_refused(*address, "TlsOptions::cert_file and TlsOptions::key_file")
-                  .message());
-  }
+  migration::MigrationSourceOptions o;
+  o.listen = a.listen;
   auto ram_size = parse_size(a.ram);
   if (!ram_size.is_ok()) fail(cmd, "--ram: " + ram_size.status().message());
-  if (Status s = vm::check_guest_ram_size(*ram_size); !s.is_ok()) fail(cmd, s.message());
+  o.ram_size = *ram_size;
   auto progress = parse_size(a.progress_every);
   if (!progress.is_ok()) fail(cmd, "--progress-every: " + progress.status().message());
+  o.workload = {a.seed, *progress, a.words_per_page};
+  o.after_progress = a.after_progress;
+  o.compression = a.compression;
+  o.tls = a.tls.options;
+  o.allow_plain_tcp = a.tls.plain_tcp;
+  o.wait = std::chrono::duration<double>(a.wait_s);
   // Signals are waited for by the main thread; threads started from here on
-  // inherit the mask. SIGUSR1 pauses the guest for migration at once.
+  // inherit the mask.
   const sigset_t stop = block_stop_signals();
-  if (Status s = vm::Machine::pause_on_signal(SIGUSR1); !s.is_ok()) fail(cmd, s.to_string());
-
-  auto ram = vm::GuestRam::map(*ram_size);
-  if (!ram.is_ok()) fail(cmd, ram.status().to_string());
-  auto machine = vm::Machine::create((*ram)->bytes());
-  if (!machine.is_ok()) fail(cmd, machine.status().to_string());
-  vm::Machine& m = **machine;
-  if (Status s = m.boot_workload({a.seed, *progress, a.words_per_page}); !s.is_ok()) {
-    fail(cmd, s.to_string());
+  auto source = migration::MigrationSource::boot(o);
+  if (!source.is_ok()) {
+    const Status& s = source.status();
+    fail(cmd, s.code() == ErrorCode::kInvalidArgument ? s.message() : s.to_string());
   }
-  if (a.after_progress == 0 || a.after_progress > m.workload().total_reports()) {
-    fail(cmd, fmt::format("--after-progress {}: must be in [1, {}]", a.after_progress,
-                          m.workload().total_reports()));
-  }
+  vm::Machine& m = (*source)->machine();
   if (!a.json) {
     fmt::print("guest: {} MiB of RAM, workload of {} pages (seed {}); migrating at progress {}\n",
                *ram_size >> 20, m.workload().pages, a.seed, a.after_progress);
   }
-  auto end = m.run(progress_hooks(m, a.quiet || a.json, a.after_progress));
-  if (!end.is_ok()) fail(cmd, end.status().to_string());
-  if (*end == vm::RunEnd::kFinished) {
-    fail(cmd, "the guest finished before it could be migrated");
+  if (Status s =
+          (*source)->run_until_paused(progress_hooks(m, a.quiet || a.json, a.after_progress));
+      !s.is_ok()) {
+    fail(cmd, s.code() == ErrorCode::kInvalidArgument ? s.message() : s.to_string());
   }
-  const auto paused = Clock::now();
-  auto state = m.capture();
-  if (!state.is_ok()) fail(cmd, "capture: " + state.status().to_string());
-
-  ServedMemory memory;
-  memory.source = borrow_memory_page_source((*ram)->bytes(), 0);
-  memory.ram_start = 0;
-  memory.size = *ram_size;
-  memory.image_id = std::random_device{}() | (uint64_t{std::random_device{}()} << 32);
-  memory.state = vm::encode_vm_state(*state);
-  PageServerOptions options;
-  options.listen = a.listen;
-  options.compression = a.compression;
-  options.push = true;
-  options.tls = a.tls.options;
-  options.allow_plain_tcp = a.tls.plain_tcp;
-  std::mutex mu;
-  bool completed = false;
-  Clock::time_point completed_at;
-  options.on_complete = [&] {
-    std::lock_guard lock(mu);
-    completed = true;
-    completed_at = Clock::now();
-  };
-  auto server = PageServer::start(options, std::move(memory));
-  if (!server.is_ok()) fail(cmd, server.status().to_string());
-  const double serving_ms =
-      std::chrono::duration<double, std::milli>(Clock::now() - paused).count();
+  if (Status s = (*source)->capture(); !s.is_ok()) fail(cmd, "capture: " + s.to_string());
+  if (Status s = (*source)->serve(); !s.is_ok()) fail(cmd, s.to_string());
   if (!a.json) {
     fmt::print("guest paused at progress {}; serving its memory on {} ({})\n",
-               m.last_progress() ? m.last_progress()->index : 0, (*server)->address(),
+               m.last_progress() ? m.last_progress()->index : 0, (*source)->address(),
                a.compression == Compression::kNone
                    ? "uncompressed"
                    : fmt::format("{} compression", compression_name(a.compression)));
     std::fflush(stdout);
   }
-
-  const uint64_t total_pages = *ram_size / kMinPageSize;
-  uint64_t last_bytes = 0;
-  auto last_at = Clock::now();
-  bool connected_once = false;
-  auto last_connected = paused;
-  bool signalled = false;
-  for (;;) {
-    {
-      std::lock_guard lock(mu);
-      if (completed) break;
-    }
-    // SIGINT / SIGTERM end the migration (the destination then fails visibly).
-    const timespec tick{0, 100'000'000};
-    if (::sigtimedwait(&stop, nullptr, &tick) > 0) {
-      signalled = true;
-      break;
-    }
-    const PageServerStats s = (*server)->stats();
-    connected_once = connected_once || s.v2_sessions > 0;
-    if (s.active > 0) last_connected = Clock::now();
-    // Nobody came, or the destination left and did not come back: give up
-    // loudly rather than wait forever (the guest stays paused here).
-    if (Clock::now() - last_connected > std::chrono::duration<double>(a.wait_s)) break;
-    if (Clock::now() - last_at < std::chrono::seconds(1)) continue;
-    const uint64_t bytes = s.pushed_bytes + s.demand_bytes;
-    const double secs = std::chrono::duration<double>(Clock::now() - last_at).count();
-    if (!a.quiet && !a.json && connected_once) {
-      fmt::print(
-          "migration: pushed {:.0f} MiB, requested {:.1f} MiB, {} of {} pages remaining, "
-          "{:.0f} MiB/s{}\n",
-          mib(s.pushed_bytes), mib(s.demand_bytes), s.push_remaining, total_pages,
-          mib(bytes - last_bytes) / std::max(secs, 1e-3),
-          s.active == 0 ? " (destination disconnected; waiting for it)" : "");
-      std::fflush(stdout);
-    }
-    last_bytes = bytes;
-    last_at = Clock::now();
-  }
-  const PageServerStats s = (*server)->stats();
-  (*server)->stop();  // no more on_complete calls after this
-  const double ms =
-      std::chrono::duration<double, std::milli>((completed ? completed_at : Clock::now()) - paused)
-          .count();
+  const bool print = !a.quiet && !a.json;
+  const migration::MigrationOutcome out =
+      (*source)->wait(stop, [&](const migration::MigrationProgress& p) {
+        if (print) print_progress(p);
+      });
+  const PageServerStats& s = out.stats;
+  const bool completed = out.completed();
+  const double ms = out.ms_after_pause;
+  const auto paused = (*source)->paused_at();
 
   if (a.json) {
     nlohmann::ordered_json j;
@@ -189,7 +126,7 @@ void migrate(const MigrateArgs& a) {
     j["zero_bytes"] = s.zero_bytes;
     j["sessions"] = s.v2_sessions;
     j["ms_after_pause"] = ms;
-    j["serving_after_pause_ms"] = serving_ms;
+    j["serving_after_pause_ms"] = (*source)->serving_after_pause_ms();
     // steady_clock is CLOCK_MONOTONIC: comparable with the destination's figures.
     j["paused_at_ns"] =
         std::chrono::duration_cast<std::chrono::nanoseconds>(paused.time_since_epoch()).count();
@@ -201,12 +138,17 @@ void migrate(const MigrateArgs& a) {
         completed ? "complete" : "NOT complete", ms, mib(s.pushed_bytes), mib(s.demand_bytes),
         mib(s.wire_bytes), mib(s.zero_bytes), s.v2_sessions);
   }
-  if (!completed) {
-    fail(cmd,
-         signalled ? "stopped by a signal before the destination held every page"
-         : connected_once
-             ? fmt::format("the destination went away and did not come back within {} s", a.wait_s)
-             : fmt::format("no destination connected within {} s", a.wait_s));
+  using Ending = migration::MigrationOutcome::Ending;
+  switch (out.ending) {
+    case Ending::kCompleted:
+      return;
+    case Ending::kSignalled:
+      fail(cmd, "stopped by a signal before the destination held every page");
+    case Ending::kDestinationGone:
+      fail(cmd,
+           fmt::format("the destination went away and did not come back within {} s", a.wait_s));
+    case Ending::kNeverConnected:
+      fail(cmd, fmt::format("no destination connected within {} s", a.wait_s));
   }
 }
 

@@ -7,12 +7,14 @@ namespace faultline::cli {
 namespace {
 
 // Option fields named in library messages, and the flags that set them.
-constexpr std::array<std::pair<std::string_view, std::string_view>, 5> kFlagOfField{{
+constexpr std::array<std::pair<std::string_view, std::string_view>, 7> kFlagOfField{{
     {"TlsOptions::cert_file", "--tls-cert"},
     {"TlsOptions::key_file", "--tls-key"},
     {"TlsOptions::ca_file", "--tls-ca"},
     {"TlsOptions::server_name", "--tls-server-name"},
     {"allow_plain_tcp", "--plain-tcp"},
+    {"MigrationSourceOptions::listen", "--listen"},
+    {"MigrationSourceOptions::after_progress", "--after-progress"},
 }};
 
 }  // namespace

@@ -3,11 +3,7 @@
 // (from the memory file and from a page server) and eagerly, side by side.
 #include "cli/vm_demo.h"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -17,8 +13,7 @@
 
 #include "core/log.h"
 #include "faultline/page_server.h"
-
-extern char** environ;
+#include "os_linux/child_process.h"
 
 namespace faultline::cli {
 namespace {
@@ -28,21 +23,9 @@ Result<nlohmann::json> run_json(const std::string& dir, std::vector<std::string>
   const std::string out = dir + "/step.json";
   args.insert(args.begin(), "faultline");
   args.emplace_back("--json");
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  pid_t pid = 0;
-  const int rc = ::posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) return io_error("start faultline", rc);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+  auto child = ChildProcess::spawn(args, {.program = "/proc/self/exe", .stdout_file = out});
+  if (!child.is_ok()) return child.status();
+  if (child->wait().code() != 0) {
     return Status(ErrorCode::kIo,
                   fmt::format("`faultline {} {}` failed (see above)", args[1], args[2]));
   }

@@ -17,13 +17,14 @@ bool FaultServer::Impl::demand_waiting() const {
 }
 
 void FaultServer::Impl::fill_loop() {
-  PageBuffer buffer(std::max(options_.fill_chunk, options_.max_page_size));
-  if (!buffer.ok()) {
-    log().warn("{}: no buffer for background fill: {}", options_.name, std::strerror(errno));
+  auto buffer = AnonymousMemory::map(std::max(options_.fill_chunk, options_.max_page_size),
+                                     "background fill buffer");
+  if (!buffer.is_ok()) {
+    log().warn("{}: no buffer for background fill: {}", options_.name, buffer.status().to_string());
     return;
   }
   for (size_t i = 0; i < mappings_.size(); ++i) {
-    if (!fill_mapping(mappings_.at(i), buffer.span())) return;
+    if (!fill_mapping(mappings_.at(i), buffer->bytes())) return;
   }
   if (!everything_resident()) {
     log().warn("{}: background fill ended with pages still missing", options_.name);

@@ -20,12 +20,12 @@ void cpu_relax() {
 }  // namespace
 
 void FaultServer::Impl::serve_loop() {
-  PageBuffer buffer(max_window_bytes());
-  if (!buffer.ok()) {
-    stop_with(io_error("fault server page buffer", errno));
+  auto buffer = AnonymousMemory::map(max_window_bytes(), "fault server page buffer");
+  if (!buffer.is_ok()) {
+    stop_with(buffer.status());
     return;
   }
-  ThreadState t{buffer.span(), {}, FaultStreams(options_.fault_around_max / kMinPageSize)};
+  ThreadState t{buffer->bytes(), {}, FaultStreams(options_.fault_around_max / kMinPageSize)};
   // Faults whose install met EAGAIN: the address space is changing and a
   // non-fault event is waiting to be read. Read it, then retry these.
   t.deferred.reserve(kDeferredReserve);

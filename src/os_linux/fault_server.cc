@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/eventfd.h>
-#include <sys/mman.h>
 
 #include <bit>
 #include <cerrno>
@@ -14,15 +13,6 @@
 #include "os_linux/fault_server_impl.h"
 
 namespace faultline {
-
-PageBuffer::PageBuffer(uint64_t size) : size_(size) {
-  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  data_ = p == MAP_FAILED ? nullptr : static_cast<std::byte*>(p);
-}
-
-PageBuffer::~PageBuffer() {
-  if (data_ != nullptr) ::munmap(data_, size_);
-}
 
 FaultServer::Impl::Impl(PagerHandle pager, UniqueFd uffd, uint64_t features, bool owns_registration,
                         FaultServerOptions options)

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "faultline/fault_server.h"
+#include "os_linux/anonymous_memory.h"
 #include "os_linux/fault_streams.h"
 #include "os_linux/mapping_table.h"
 #include "os_linux/uffd.h"
@@ -118,22 +119,8 @@ class FaultServer::Impl {
   FAULTLINE_FAULT_SERVER_COUNTERS(FAULTLINE_ATOMIC_COUNTER)
 #undef FAULTLINE_ATOMIC_COUNTER
   std::mutex push_mu_;  // one pushed range at a time (they share push_scratch_)
-  std::unique_ptr<class PageBuffer> push_scratch_;
-};
-
-// An anonymous, page-aligned buffer that UFFDIO_COPY reads from.
-class PageBuffer {
- public:
-  explicit PageBuffer(uint64_t size);
-  ~PageBuffer();
-  PageBuffer(const PageBuffer&) = delete;
-  PageBuffer& operator=(const PageBuffer&) = delete;
-  bool ok() const { return data_ != nullptr; }
-  std::span<std::byte> span() { return {data_, size_}; }
-
- private:
-  std::byte* data_ = nullptr;
-  uint64_t size_;
+  // Mapped at the first push.
+  AnonymousMemory push_scratch_;
 };
 
 }  // namespace faultline

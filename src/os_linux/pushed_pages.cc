@@ -16,11 +16,9 @@ Status FaultServer::Impl::install_pushed(Gpa gpa, uint64_t length,
   }
   std::lock_guard lock(push_mu_);
   if (!push_scratch_) {
-    push_scratch_ = std::make_unique<PageBuffer>(options_.max_page_size);
-    if (!push_scratch_->ok()) {
-      push_scratch_.reset();
-      return io_error("buffer for pushed pages", errno);
-    }
+    auto scratch = AnonymousMemory::map(options_.max_page_size, "buffer for pushed pages");
+    if (!scratch.is_ok()) return scratch.status();
+    push_scratch_ = std::move(scratch).value();
   }
   uint64_t done = 0;
   while (done < length) {
@@ -51,8 +49,8 @@ Status FaultServer::Impl::install_pushed(Gpa gpa, uint64_t length,
     const uint64_t len = run * page_size;
     // install_range zeroes through the scratch buffer where ZEROPAGE is not
     // allowed; keep each call within it.
-    const uint64_t step = src == nullptr ? std::min(len, push_scratch_->span().size()) : len;
-    Result<Installed> installed = install_range(*m, host, step, src, push_scratch_->span());
+    const uint64_t step = src == nullptr ? std::min(len, push_scratch_.bytes().size()) : len;
+    Result<Installed> installed = install_range(*m, host, step, src, push_scratch_.bytes());
     if (!installed.is_ok()) return installed.status();
     if (*installed == Installed::kGone) {
       return Status(ErrorCode::kUnavailable, "the process whose memory this is has exited");

@@ -6,26 +6,24 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <utility>
 
 #include "faultline/status.h"
+#include "os_linux/anonymous_memory.h"
 
 namespace faultline::vm {
 
 class GuestRam {
  public:
   static Result<std::unique_ptr<GuestRam>> map(uint64_t size);
-  ~GuestRam();
-  GuestRam(const GuestRam&) = delete;
-  GuestRam& operator=(const GuestRam&) = delete;
 
-  std::byte* data() const { return data_; }
-  uint64_t size() const { return size_; }
-  std::span<std::byte> bytes() const { return {data_, size_}; }
+  std::byte* data() const { return memory_.data(); }
+  uint64_t size() const { return memory_.size(); }
+  std::span<std::byte> bytes() const { return memory_.bytes(); }
 
  private:
-  GuestRam(std::byte* data, uint64_t size) : data_(data), size_(size) {}
-  std::byte* data_;
-  uint64_t size_;
+  explicit GuestRam(AnonymousMemory memory) : memory_(std::move(memory)) {}
+  AnonymousMemory memory_;
 };
 
 }  // namespace faultline::vm

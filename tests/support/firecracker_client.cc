@@ -1,9 +1,7 @@
 #include "support/firecracker_client.h"
 
 #include <fmt/format.h>
-#include <linux/mman.h>
 #include <poll.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -53,28 +51,28 @@ FirecrackerClient::FirecrackerClient(FirecrackerOptions options) : options_(std:
   const uint64_t page = options_.huge_pages ? (2ull << 20) : options_.page_size;
   // Regions are laid out with a gap of one page between them, like a VM whose
   // RAM is split around an MMIO hole.
-  for (const auto& r : options_.regions) reservation_size_ += r.size + page;
-  reservation_size_ += page;
-  void* base = ::mmap(nullptr, reservation_size_, PROT_NONE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (base == MAP_FAILED) {
-    setup_ = io_error("reserving guest address space", errno);
+  uint64_t reservation_size = page;
+  for (const auto& r : options_.regions) reservation_size += r.size + page;
+  auto reservation = AnonymousMemory::map(reservation_size, "guest address space",
+                                          {.reserve_only = true, .no_reserve = true});
+  if (!reservation.is_ok()) {
+    setup_ = reservation.status();
     return;
   }
-  reservation_ = static_cast<std::byte*>(base);
-  uint64_t cursor = (page - reinterpret_cast<uint64_t>(reservation_) % page) % page;
+  reservation_ = std::move(reservation).value();
+  uint64_t cursor = (page - reinterpret_cast<uint64_t>(reservation_.data()) % page) % page;
+  const AnonymousMemoryOptions region_options{
+      .no_reserve = true,
+      .pages = options_.huge_pages ? PageBacking::kHugeTlb2M : PageBacking::kSmallPages};
   for (const auto& r : options_.regions) {
-    int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE;
-    if (options_.huge_pages) flags |= MAP_HUGETLB | MAP_HUGE_2MB;
-    void* at = ::mmap(reservation_ + cursor, r.size, PROT_READ | PROT_WRITE, flags, -1, 0);
-    if (at == MAP_FAILED) {
-      setup_ = io_error(fmt::format("mapping {} bytes of guest memory{}", r.size,
-                                    options_.huge_pages ? " on huge pages" : ""),
-                        errno);
+    auto at = reservation_.map_within(
+        cursor, r.size, options_.huge_pages ? "guest memory on huge pages" : "guest memory",
+        region_options);
+    if (!at.is_ok()) {
+      setup_ = at.status();
       return;
     }
-    if (!options_.huge_pages) ::madvise(at, r.size, MADV_NOHUGEPAGE);
-    regions_.push_back(static_cast<std::byte*>(at));
+    regions_.push_back(at->data());
     cursor += r.size + page;
   }
   uint64_t features = options_.uffd_features;
@@ -101,8 +99,7 @@ FirecrackerClient::~FirecrackerClient() {
 void FirecrackerClient::exit_vm() {
   connection_.reset();
   uffd_.reset();
-  if (reservation_ != nullptr) ::munmap(reservation_, reservation_size_);
-  reservation_ = nullptr;
+  reservation_ = {};
 }
 
 std::string FirecrackerClient::mappings_json() const {

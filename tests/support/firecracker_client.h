@@ -12,6 +12,7 @@
 
 #include "faultline/status.h"
 #include "faultline/unique_fd.h"
+#include "os_linux/anonymous_memory.h"
 
 namespace faultline::testing {
 
@@ -56,8 +57,7 @@ class FirecrackerClient {
  private:
   FirecrackerOptions options_;
   Status setup_;
-  std::byte* reservation_ = nullptr;
-  uint64_t reservation_size_ = 0;
+  AnonymousMemory reservation_;  // the regions are mapped inside it
   std::vector<std::byte*> regions_;
   UniqueFd uffd_;
   UniqueFd connection_;

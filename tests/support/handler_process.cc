@@ -1,9 +1,7 @@
 #include "support/handler_process.h"
 
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -14,8 +12,6 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
-
-extern char** environ;
 
 namespace faultline::testing {
 namespace {
@@ -42,26 +38,18 @@ HandlerProcess::HandlerProcess(const std::string& cli, const std::string& socket
     : cli_(cli), socket_(socket), log_(log) {
   std::vector<std::string> args = {cli, "handle", "--socket", socket};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  int rc = posix_spawn(&pid_, cli.c_str(), &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) {
-    ADD_FAILURE() << "cannot start " << cli << ": " << std::strerror(rc);
+  auto child = ChildProcess::spawn(args, {.stderr_file = log});
+  if (!child.is_ok()) {
+    ADD_FAILURE() << "cannot start " << cli << ": " << child.status().to_string();
     return;
   }
+  child_ = std::move(child).value();
   for (int i = 0; i < 1000; ++i) {
     if (!read_stats(socket + ".stats").empty()) {
       started_ = true;
       return;
     }
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
+    if (child_.try_wait()) {
       ADD_FAILURE() << "the handler exited at start; its log:\n" << log_text();
       return;
     }
@@ -71,7 +59,7 @@ HandlerProcess::HandlerProcess(const std::string& cli, const std::string& socket
 }
 
 HandlerProcess::~HandlerProcess() {
-  if (pid_ > 0) {
+  if (child_.running()) {
     int status = terminate();
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
         << "the handler did not exit cleanly on SIGTERM; its log:\n"
@@ -84,12 +72,9 @@ HandlerProcess::~HandlerProcess() {
 }
 
 int HandlerProcess::terminate() {
-  int status = -1;
-  if (pid_ <= 0) return status;
-  ::kill(pid_, SIGTERM);
-  ::waitpid(pid_, &status, 0);
-  pid_ = -1;
-  return status;
+  if (!child_.running()) return -1;
+  child_.signal(SIGTERM);
+  return child_.wait().raw;
 }
 
 nlohmann::json HandlerProcess::stats() const {

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "os_linux/child_process.h"
+
 namespace faultline::testing {
 
 class HandlerProcess {
@@ -30,7 +32,7 @@ class HandlerProcess {
   std::string cli_;
   std::string socket_;
   std::string log_;
-  pid_t pid_ = -1;
+  ChildProcess child_;
   bool started_ = false;
 };
 

@@ -3,11 +3,7 @@
 // process. Header-only: FAULTLINE_CLI is defined per test executable.
 #pragma once
 
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <bit>
 #include <cstdio>
@@ -17,11 +13,10 @@
 #include <string>
 #include <vector>
 
+#include "os_linux/child_process.h"
 #include "support/temp_dir.h"
 #include "vm/probe.h"
 #include "vm/workload.h"
-
-extern char** environ;
 
 namespace faultline::vm {
 inline namespace test_workload {
@@ -102,38 +97,39 @@ class CliProcess {
     out_ = dir.file("cli-" + std::to_string(++n) + ".out");
     err_ = out_ + ".err";
     args.insert(args.begin(), FAULTLINE_CLI);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    EXPECT_EQ(::posix_spawn(&pid_, FAULTLINE_CLI, &actions, nullptr, argv.data(), environ), 0);
-    posix_spawn_file_actions_destroy(&actions);
+    auto child = ChildProcess::spawn(args, {.stdout_file = out_, .stderr_file = err_});
+    EXPECT_TRUE(child.is_ok()) << child.status().to_string();
+    if (child.is_ok()) child_ = std::move(child).value();
   }
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return child_.pid(); }
   std::string out_so_far() const { return read_text(out_); }
   Cli wait() {
-    int status = 0;
-    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
     Cli r;
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.exit_code = child_.wait().code();
     r.out = read_text(out_);
     r.err = read_text(err_);
     return r;
   }
 
  private:
-  pid_t pid_ = -1;
+  ChildProcess child_;
   std::string out_, err_;
 };
 
 inline Cli faultline(const TempDir& dir, std::vector<std::string> args) {
   return CliProcess(dir, std::move(args)).wait();
+}
+
+// A guest run (restored or migrated) ended as the uninterrupted run does: the
+// model's checksum over every workload page, nothing wrong.
+inline void expect_uninterrupted_result(const Cli& run) {
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const auto j = run.json();
+  ASSERT_FALSE(j.is_discarded()) << run.out;
+  EXPECT_EQ(j["finished"], true);
+  EXPECT_EQ(j["checksum"], hex(model_checksum(kPages, kSeed, kWordsPerPage)));
+  EXPECT_EQ(j["mismatches"], 0);
+  EXPECT_EQ(j["pages"], kPages);
 }
 
 inline std::vector<std::string> with(std::vector<std::string> a,
