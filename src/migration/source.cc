@@ -1,10 +1,12 @@
 #include "migration/source.h"
 
 #include <fmt/format.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <random>
 
+#include "core/log.h"
 #include "net/socket_address.h"
 #include "net/stream_connect.h"
 #include "vm/state_file.h"
@@ -117,9 +119,12 @@ MigrationOutcome MigrationSource::wait(
         break;
       }
     }
-    // SIGINT / SIGTERM end the migration (the destination then fails visibly).
+    // SIGINT / SIGTERM end the migration (the destination then fails visibly);
+    // SIGHUP, if in the set, asks for nothing.
     const timespec tick{0, 100'000'000};
-    if (::sigtimedwait(&stop, nullptr, &tick) > 0) {
+    const int signo = ::sigtimedwait(&stop, nullptr, &tick);
+    if (signo == SIGHUP) log().info("SIGHUP received: nothing to reload; still migrating");
+    if (signo > 0 && signo != SIGHUP) {
       outcome.ending = Ending::kSignalled;
       break;
     }
