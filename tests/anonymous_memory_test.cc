@@ -12,10 +12,12 @@
 #include <utility>
 #include <vector>
 
+#include "support/page_size.h"
+
 namespace faultline {
 namespace {
 
-constexpr uint64_t kPage = 4096;
+using testing::kPage;
 
 // Whether [at, at + size) is mapped at all (mincore fails with ENOMEM on a hole).
 bool mapped(const std::byte* at, uint64_t size) {

@@ -17,7 +17,7 @@
 namespace faultline {
 namespace {
 
-constexpr uint64_t kPage = 4096;
+using testing::kPage;
 constexpr uint64_t kGuestBase = 0x4000'0000;
 
 class FaultServerEventsTest : public ::testing::Test {

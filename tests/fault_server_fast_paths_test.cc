@@ -16,7 +16,7 @@
 namespace faultline {
 namespace {
 
-constexpr uint64_t kPage = 4096;
+using testing::kPage;
 constexpr uint64_t kGuestBase = 0x2'0000'0000;
 
 class FastPathsTest : public ::testing::Test {

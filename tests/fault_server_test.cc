@@ -17,7 +17,7 @@ namespace faultline {
 namespace {
 
 using std::chrono::milliseconds;
-constexpr uint64_t kPage = 4096;
+using testing::kPage;
 constexpr uint64_t kGuestBase = 0x1'0000'0000;
 
 // A memory file on disk, guest memory for it, a pager and a fault server.

@@ -4,10 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include "support/page_size.h"
+
 namespace faultline {
 namespace {
 
-constexpr uint64_t kPage = 4096;
+using testing::kPage;
 constexpr uint64_t kBase = 0x7f00'0000'0000;
 
 // Asks for the window of a fault at `host` and says it was served in full.

@@ -8,7 +8,7 @@
 namespace faultline {
 namespace {
 
-constexpr uint64_t kPage = 4096;
+using testing::kPage;
 constexpr uint64_t kRamStart = 0x8000'0000;
 
 class FilePageSourceTest : public ::testing::Test {

@@ -20,7 +20,7 @@ namespace {
 using testing::FirecrackerClient;
 using testing::FirecrackerOptions;
 
-constexpr uint64_t kPage = 4096;
+using testing::kPage;
 constexpr uint64_t kRegion = 64 * kPage;
 
 bool kernel_can_poison() {

@@ -30,7 +30,7 @@ void operator delete(void* p, size_t) noexcept {
 namespace faultline {
 namespace {
 
-constexpr uint64_t kPage = 4096;
+using testing::kPage;
 constexpr uint64_t kRamStart = 0x4000'0000;
 
 class PagerTest : public ::testing::Test {

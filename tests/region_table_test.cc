@@ -6,10 +6,12 @@
 
 #include <limits>
 
+#include "support/page_size.h"
+
 namespace faultline {
 namespace {
 
-constexpr uint64_t kPage = 4096;
+using testing::kPage;
 constexpr uint64_t kBase = 0x4000'0000;
 
 TEST(RegionTableTest, AnEmptyRegionIsRefused) {

@@ -24,7 +24,7 @@ using testing::FirecrackerClient;
 using testing::FirecrackerOptions;
 using testing::PageSizeField;
 
-constexpr uint64_t kPage = 4096;
+using testing::kPage;
 constexpr uint64_t kMiB = 1 << 20;
 constexpr uint64_t kFileSize = 64 * kMiB;
 

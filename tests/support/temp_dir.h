@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "support/page_size.h"
+
 namespace faultline::testing {
 
 class TempDir {
