@@ -22,11 +22,10 @@ using testing::ServedImage;
 using testing::Transport;
 constexpr uint64_t kPage = ServedImage::kPageSize;
 
-class FaultServerSocketTest : public ::testing::TestWithParam<Transport> {
+class FaultServerSocketTest : public testing::ServedImageTest {
  protected:
-  void Serve(uint64_t pages) {
-    served_ = testing::serve_image(dir_, testing::listen_address(GetParam(), dir_), pages);
-    ASSERT_TRUE(served_.server);
+  void ServeIntoGuestMemory(uint64_t pages) {
+    Serve(pages);
     memory_ = std::make_unique<testing::GuestMemory>(pages * kPage);
   }
 
@@ -59,8 +58,6 @@ class FaultServerSocketTest : public ::testing::TestWithParam<Transport> {
     return true;
   }
 
-  testing::TempDir dir_;
-  ServedImage served_;
   std::unique_ptr<testing::GuestMemory> memory_;
   PagerHandle pager_;
   std::unique_ptr<FaultServer> server_;
@@ -68,7 +65,7 @@ class FaultServerSocketTest : public ::testing::TestWithParam<Transport> {
 
 TEST_P(FaultServerSocketTest, EightThreadsFaultingRandomPagesOf256MiBSeeEveryByteRight) {
   constexpr uint64_t kPages = (256ull << 20) / kPage;
-  Serve(kPages);
+  ServeIntoGuestMemory(kPages);
   FaultServerOptions options;
   options.threads = 2;
   options.fault_around_max = kPage;  // one fetch per page: the count below is exact
@@ -100,7 +97,7 @@ TEST_P(FaultServerSocketTest, EightThreadsFaultingRandomPagesOf256MiBSeeEveryByt
 }
 
 TEST_P(FaultServerSocketTest, PageServerDyingMidRunGivesSigbusNotWrongBytesOrAHang) {
-  Serve(256);
+  ServeIntoGuestMemory(256);
   PagerConfig config;
   config.source_retry.deadline = 100ms;
   StartServer(served_.server->address(), config);
@@ -117,7 +114,7 @@ TEST_P(FaultServerSocketTest, PageServerDyingMidRunGivesSigbusNotWrongBytesOrAHa
 }
 
 TEST_P(FaultServerSocketTest, PageServerRestartingWithinTheRetryDeadlineLosesNothing) {
-  Serve(256);
+  ServeIntoGuestMemory(256);
   const std::string address = served_.server->address();
   PagerConfig config;
   config.source_retry.deadline = 10s;

@@ -21,13 +21,8 @@ using testing::ServedImage;
 using testing::Transport;
 constexpr uint64_t kPage = ServedImage::kPageSize;
 
-class NetworkPushTest : public ::testing::TestWithParam<Transport> {
+class NetworkPushTest : public testing::ServedImageTest {
  protected:
-  void Serve(uint64_t pages) {
-    served_ = testing::serve_image(dir_, testing::listen_address(GetParam(), dir_), pages);
-    ASSERT_TRUE(served_.server);
-  }
-
   std::unique_ptr<NetworkPageSource> Connect(bool push) {
     NetworkSourceOptions options;
     options.allow_plain_tcp = true;
@@ -36,9 +31,6 @@ class NetworkPushTest : public ::testing::TestWithParam<Transport> {
     EXPECT_TRUE(source.is_ok()) << source.status().to_string();
     return source.is_ok() ? std::move(source).value() : nullptr;
   }
-
-  testing::TempDir dir_;
-  ServedImage served_;
 };
 
 // Counts what a push hands over; holds nothing, so everything is pushed.

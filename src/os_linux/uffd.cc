@@ -49,6 +49,18 @@ InstallOutcome outcome(int rc, int64_t reported, uint64_t len) {
   return {reported > 0 ? static_cast<uint64_t>(reported) : 0, error};
 }
 
+// An ioctl on a range of the userfaultfd that reports how much it did in
+// `Request::*done`.
+template <typename Request>
+InstallOutcome range_ioctl(int uffd, unsigned long op, uint64_t dst, uint64_t len,
+                           __s64 Request::*done) {
+  Request request{};
+  request.range.start = dst;
+  request.range.len = len;
+  const int rc = ::ioctl(uffd, op, &request);
+  return outcome(rc, request.*done, len);
+}
+
 }  // namespace
 
 Result<uint64_t> supported_features() {
@@ -89,19 +101,11 @@ InstallOutcome copy(int uffd, uint64_t dst, const void* src, uint64_t len) {
 }
 
 InstallOutcome zeropage(int uffd, uint64_t dst, uint64_t len) {
-  uffdio_zeropage request{};
-  request.range.start = dst;
-  request.range.len = len;
-  int rc = ::ioctl(uffd, UFFDIO_ZEROPAGE, &request);
-  return outcome(rc, request.zeropage, len);
+  return range_ioctl<uffdio_zeropage>(uffd, UFFDIO_ZEROPAGE, dst, len, &uffdio_zeropage::zeropage);
 }
 
 InstallOutcome poison(int uffd, uint64_t dst, uint64_t len) {
-  uffdio_poison request{};
-  request.range.start = dst;
-  request.range.len = len;
-  int rc = ::ioctl(uffd, UFFDIO_POISON, &request);
-  return outcome(rc, request.updated, len);
+  return range_ioctl<uffdio_poison>(uffd, UFFDIO_POISON, dst, len, &uffdio_poison::updated);
 }
 
 bool can_poison(int uffd) {

@@ -1,6 +1,8 @@
 // A deterministic test image written to a file and served by a real PageServer.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -43,5 +45,17 @@ ServedImage serve_image(const TempDir& dir, const std::string& listen, uint64_t 
 // are set here).
 ServedImage serve_image(const TempDir& dir, const std::string& listen, uint64_t pages,
                         PageServerOptions options, uint64_t zero_every = 5, uint64_t seed = 1);
+
+// A test run over each transport, with an image served on it.
+class ServedImageTest : public ::testing::TestWithParam<Transport> {
+ protected:
+  void Serve(uint64_t pages) {
+    served_ = serve_image(dir_, listen_address(GetParam(), dir_), pages);
+    ASSERT_TRUE(served_.server);
+  }
+
+  TempDir dir_;
+  ServedImage served_;
+};
 
 }  // namespace faultline::testing
