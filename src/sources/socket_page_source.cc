@@ -8,12 +8,12 @@
 #include <mutex>
 #include <vector>
 
+#include "core/zero_scan.h"
 #include "faultline/page_source.h"
 #include "faultline/unique_fd.h"
 #include "net/socket_address.h"
 #include "net/socket_io.h"
 #include "protocol/v1_wire.h"
-#include "sources/zero_scan.h"
 
 namespace faultline {
 namespace {
