@@ -26,7 +26,7 @@
 #include "fuzz_check.h"
 #include "net/socket_address.h"
 #include "protocol/frames.h"
-#include "sources/page_wire.h"
+#include "protocol/v1_wire.h"
 
 using namespace faultline;
 
@@ -90,14 +90,14 @@ struct Expected {
 
 Expected expect(std::span<const std::byte> input, const std::vector<std::byte>& image) {
   Expected e;
-  for (size_t at = 0; input.size() - at >= wire::kRequestSize; at += wire::kRequestSize) {
-    auto request = wire::decode_page_request(input.subspan(at).first<wire::kRequestSize>());
+  for (size_t at = 0; input.size() - at >= v1::kRequestSize; at += v1::kRequestSize) {
+    auto request = v1::decode_page_request(input.subspan(at).first<v1::kRequestSize>());
     if (!request || request->gpa < kRamStart || request->gpa - kRamStart > kFileSize ||
         request->page_size > kFileSize - (request->gpa - kRamStart)) {
       e.bad_requests = 1;
       break;
     }
-    const auto header = wire::encode_reply_header(*request);
+    const auto header = v1::encode_reply_header(*request);
     e.stream.insert(e.stream.end(), header.begin(), header.end());
     const auto page = image.begin() + static_cast<std::ptrdiff_t>(request->gpa - kRamStart);
     e.stream.insert(e.stream.end(), page, page + static_cast<std::ptrdiff_t>(request->page_size));
@@ -168,7 +168,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   Fixture& f = fixture();
   std::span<const std::byte> input(reinterpret_cast<const std::byte*>(data),
-                                   std::min(size, kMaxRequests * wire::kRequestSize));
+                                   std::min(size, kMaxRequests * v1::kRequestSize));
   const Expected expected = expect(input, f.image);
 
   wait_until_no_client_is_active(*f.server);

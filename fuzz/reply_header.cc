@@ -5,29 +5,29 @@
 #include <cstring>
 
 #include "fuzz_check.h"
-#include "sources/page_wire.h"
+#include "protocol/v1_wire.h"
 
 using namespace faultline;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (size < wire::kRequestSize + wire::kReplyHeaderSize) return -1;
-  wire::RequestBytes request_bytes;
-  wire::ReplyHeaderBytes header;
+  if (size < v1::kRequestSize + v1::kReplyHeaderSize) return -1;
+  v1::RequestBytes request_bytes;
+  v1::ReplyHeaderBytes header;
   std::memcpy(request_bytes.data(), data, request_bytes.size());
   std::memcpy(header.data(), data + request_bytes.size(), header.size());
 
   // The client only ever sends requests it has validated.
-  auto sent = wire::decode_page_request(request_bytes);
+  auto sent = v1::decode_page_request(request_bytes);
   if (!sent) return -1;
 
-  const Status status = wire::check_reply_header(header, *sent);
-  const bool echoes = header == wire::encode_reply_header(*sent);
+  const Status status = v1::check_reply_header(header, *sent);
+  const bool echoes = header == v1::encode_reply_header(*sent);
   FUZZ_CHECK(status.is_ok() == echoes);
   if (!status) {
     FUZZ_CHECK(status.code() == ErrorCode::kProtocol);
     FUZZ_CHECK(!status.message().empty());
   }
-  const Status again = wire::check_reply_header(header, *sent);
+  const Status again = v1::check_reply_header(header, *sent);
   FUZZ_CHECK(again.code() == status.code() && again.message() == status.message());
   return 0;
 }

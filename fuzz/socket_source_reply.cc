@@ -25,7 +25,7 @@
 #include "fuzz_check.h"
 #include "net/socket_address.h"
 #include "net/socket_io.h"
-#include "sources/page_wire.h"
+#include "protocol/v1_wire.h"
 
 using namespace faultline;
 
@@ -65,7 +65,7 @@ class FakeServer {
     scripted_ = std::move(reply);
   }
 
-  static std::vector<std::byte> correct_reply(const wire::RequestBytes& request) {
+  static std::vector<std::byte> correct_reply(const v1::RequestBytes& request) {
     std::vector<std::byte> reply(request.begin(), request.end());
     for (uint64_t i = 0; i < kPage; ++i) reply.push_back(static_cast<std::byte>(i * 7 + 1));
     return reply;
@@ -89,12 +89,12 @@ class FakeServer {
       scripted.swap(scripted_);
     }
     for (;;) {
-      wire::RequestBytes request;
+      v1::RequestBytes request;
       if (!net::read_full(fd, request, net::deadline_after(kPatience))) return;
       const std::vector<std::byte> reply = scripted ? *scripted : correct_reply(request);
       scripted.reset();
       if (!net::write_full(fd, reply, net::deadline_after(kPatience))) return;
-      if (reply.size() < wire::kReplyHeaderSize + kPage) return;
+      if (reply.size() < v1::kReplyHeaderSize + kPage) return;
     }
   }
 
@@ -132,13 +132,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<std::byte> page(kPage, std::byte{0xee});
   auto kind = (*source)->fetch(kIpa, page);
 
-  const auto expected_header = wire::encode_reply_header({kIpa, kPage});
+  const auto expected_header = v1::encode_reply_header({kIpa, kPage});
   const bool well_formed =
-      reply.size() >= wire::kReplyHeaderSize + kPage &&
+      reply.size() >= v1::kReplyHeaderSize + kPage &&
       std::equal(expected_header.begin(), expected_header.end(), reply.begin());
   FUZZ_CHECK(kind.is_ok() == well_formed);
   if (kind) {
-    const auto payload = reply.subspan(wire::kReplyHeaderSize, kPage);
+    const auto payload = reply.subspan(v1::kReplyHeaderSize, kPage);
     const bool zero =
         std::all_of(payload.begin(), payload.end(), [](std::byte b) { return b == std::byte{0}; });
     FUZZ_CHECK(*kind == (zero ? PageKind::kZero : PageKind::kData));
@@ -153,7 +153,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // a connection that carried a bad reply, or more than the reply, is not reused.
   auto again = (*source)->fetch(kIpa, page);
   FUZZ_CHECK(again.is_ok());
-  const auto correct = FakeServer::correct_reply(wire::encode_page_request({kIpa, kPage}));
-  FUZZ_CHECK(std::equal(page.begin(), page.end(), correct.begin() + wire::kReplyHeaderSize));
+  const auto correct = FakeServer::correct_reply(v1::encode_page_request({kIpa, kPage}));
+  FUZZ_CHECK(std::equal(page.begin(), page.end(), correct.begin() + v1::kReplyHeaderSize));
   return 0;
 }

@@ -16,7 +16,7 @@
 #include "net/socket_address.h"
 #include "net/socket_io.h"
 #include "os_linux/child_process.h"
-#include "sources/page_wire.h"
+#include "protocol/v1_wire.h"
 #include "support/served_image.h"
 #include "support/temp_dir.h"
 
@@ -44,7 +44,7 @@ class RawClient {
   }
 
   Status send_request(Gpa gpa, uint64_t page_size) {
-    return net::write_full(fd_.get(), wire::encode_page_request({gpa, page_size}),
+    return net::write_full(fd_.get(), v1::encode_page_request({gpa, page_size}),
                            net::deadline_after(kPatience));
   }
 
@@ -52,11 +52,11 @@ class RawClient {
   void expect_page(const ServedImage& served, uint64_t page) {
     const Gpa gpa = served.page_gpa(page);
     ASSERT_TRUE(send_request(gpa, kPage));
-    wire::ReplyHeaderBytes header;
+    v1::ReplyHeaderBytes header;
     std::vector<std::byte> payload(kPage);
     const auto deadline = net::deadline_after(kPatience);
     ASSERT_TRUE(net::read_full(fd_.get(), header, deadline));
-    ASSERT_TRUE(wire::check_reply_header(header, {gpa, kPage}));
+    ASSERT_TRUE(v1::check_reply_header(header, {gpa, kPage}));
     ASSERT_TRUE(net::read_full(fd_.get(), payload, deadline));
     auto expected = served.expected(gpa);
     ASSERT_TRUE(std::equal(payload.begin(), payload.end(), expected.begin()))
@@ -106,7 +106,7 @@ TEST_P(PageServerTest, BadRequestClosesOnlyThatConnection) {
   RawClient good(served.server->address());
   good.expect_page(served, 0);
 
-  const wire::PageRequest bad_requests[] = {
+  const v1::PageRequest bad_requests[] = {
       {served.page_gpa(1) + 512, kPage},  // misaligned
       {served.page_gpa(1), 3000},         // page size the wire does not carry
       {served.page_gpa(16), kPage},       // past the end of the file

@@ -15,7 +15,7 @@
 #include "faultline/page_source.h"
 #include "net/socket_address.h"
 #include "net/socket_io.h"
-#include "sources/page_wire.h"
+#include "protocol/v1_wire.h"
 #include "support/raw_server.h"
 #include "support/served_image.h"
 #include "support/temp_dir.h"
@@ -210,12 +210,12 @@ TEST(SocketPageSourceApiTest, PageSizeTheWireCannotCarryIsRejectedBeforeSending)
   EXPECT_EQ(kind.status().code(), ErrorCode::kInvalidArgument) << kind.status().to_string();
 }
 
-wire::PageRequest read_request(int fd) {
-  wire::RequestBytes bytes;
+v1::PageRequest read_request(int fd) {
+  v1::RequestBytes bytes;
   EXPECT_TRUE(net::read_full(fd, bytes, net::deadline_after(10s)));
-  auto request = wire::decode_page_request(bytes);
+  auto request = v1::decode_page_request(bytes);
   EXPECT_TRUE(request) << request.status().to_string();
-  return request ? *request : wire::PageRequest{};
+  return request ? *request : v1::PageRequest{};
 }
 
 void send_bytes(int fd, std::span<const std::byte> bytes) {
@@ -255,9 +255,9 @@ class MisbehavingServerTest : public ::testing::TestWithParam<Transport> {
 
 TEST_P(MisbehavingServerTest, WrongEchoIsAProtocolError) {
   Status status = fetch_from([](int fd) {
-    wire::PageRequest request = read_request(fd);
-    std::vector<std::byte> reply(wire::kReplyHeaderSize + kPage, std::byte{1});
-    const auto header = wire::encode_reply_header({request.gpa + kPage, request.page_size});
+    v1::PageRequest request = read_request(fd);
+    std::vector<std::byte> reply(v1::kReplyHeaderSize + kPage, std::byte{1});
+    const auto header = v1::encode_reply_header({request.gpa + kPage, request.page_size});
     std::copy(header.begin(), header.end(), reply.begin());
     send_unless_client_left(fd, reply);
   });
@@ -268,8 +268,8 @@ TEST_P(MisbehavingServerTest, WrongEchoIsAProtocolError) {
 
 TEST_P(MisbehavingServerTest, ShortReplyThenHangUpIsUnavailable) {
   Status status = fetch_from([](int fd) {
-    wire::PageRequest request = read_request(fd);
-    send_bytes(fd, wire::encode_reply_header(request));
+    v1::PageRequest request = read_request(fd);
+    send_bytes(fd, v1::encode_reply_header(request));
     send_bytes(fd, std::vector<std::byte>(kPage / 2, std::byte{1}));
   });
   EXPECT_EQ(status.code(), ErrorCode::kUnavailable) << status.to_string();
@@ -294,7 +294,7 @@ TEST_P(MisbehavingServerTest, NoReplyWithinIoTimeoutIsATimeout) {
 TEST_P(MisbehavingServerTest, GarbageReplyIsAProtocolError) {
   Status status = fetch_from([](int fd) {
     read_request(fd);
-    std::vector<std::byte> garbage(wire::kReplyHeaderSize + kPage);
+    std::vector<std::byte> garbage(v1::kReplyHeaderSize + kPage);
     std::mt19937 random(7);
     for (auto& b : garbage) b = static_cast<std::byte>(random());
     send_unless_client_left(fd, garbage);

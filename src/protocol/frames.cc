@@ -7,49 +7,16 @@
 
 #include <algorithm>
 #include <bit>
+#include <cassert>
 #include <cstring>
+
+#include "core/little_endian.h"
 
 namespace faultline::v2 {
 namespace {
 
-class Writer {
- public:
-  explicit Writer(std::span<std::byte> out) : out_(out) {}
-  template <typename T>
-  void put(T value) {
-    for (size_t i = 0; i < sizeof(T); ++i) {
-      out_[pos_++] = static_cast<std::byte>((static_cast<uint64_t>(value) >> (8 * i)) & 0xff);
-    }
-  }
-  void put_bytes(std::span<const std::byte> bytes) {
-    if (!bytes.empty()) std::memcpy(out_.data() + pos_, bytes.data(), bytes.size());
-    pos_ += bytes.size();
-  }
-  size_t pos() const { return pos_; }
-
- private:
-  std::span<std::byte> out_;
-  size_t pos_ = 0;
-};
-
-class Reader {
- public:
-  explicit Reader(std::span<const std::byte> in) : in_(in) {}
-  template <typename T>
-  T get() {
-    uint64_t v = 0;
-    for (size_t i = 0; i < sizeof(T); ++i) {
-      v |= static_cast<uint64_t>(in_[pos_++]) << (8 * i);
-    }
-    return static_cast<T>(v);
-  }
-  std::span<const std::byte> rest() const { return in_.subspan(pos_); }
-  size_t left() const { return in_.size() - pos_; }
-
- private:
-  std::span<const std::byte> in_;
-  size_t pos_ = 0;
-};
+using le::Reader;
+using le::Writer;
 
 Status malformed(std::string_view what, std::string detail) {
   return {ErrorCode::kProtocol, fmt::format("malformed {} frame: {}", what, detail)};
@@ -62,11 +29,58 @@ Status check_size(std::string_view what, std::span<const std::byte> body, size_t
   return Status::ok();
 }
 
-std::vector<std::byte> frame(FrameType type, size_t body_length) {
-  std::vector<std::byte> out(kFrameHeaderSize + body_length);
+Status check_min_size(std::string_view what, std::span<const std::byte> body, size_t least) {
+  if (body.size() < least) {
+    return malformed(what,
+                     fmt::format("body is {} bytes, at least {} expected", body.size(), least));
+  }
+  return Status::ok();
+}
+
+// Writes a frame header announcing `body_length` bytes, then has `write_body`
+// fill the rest of `out`: the whole body, or (for DATA) the part before a
+// payload that is sent from where it lies.
+template <typename WriteBody>
+void write_frame(std::span<std::byte> out, FrameType type, size_t body_length,
+                 const WriteBody& write_body) {
   const FrameHeaderBytes header = encode_frame_header({type, static_cast<uint32_t>(body_length)});
   std::memcpy(out.data(), header.data(), header.size());
+  Writer w{out.subspan(kFrameHeaderSize)};
+  write_body(w);
+  assert(!w.overrun() && w.pos() == out.size() - kFrameHeaderSize);
+}
+
+template <typename WriteBody>
+std::vector<std::byte> frame(FrameType type, size_t body_length, const WriteBody& write_body) {
+  std::vector<std::byte> out(kFrameHeaderSize + body_length);
+  write_frame(out, type, body_length, write_body);
   return out;
+}
+
+// HELLO and WELCOME open alike:
+//   <u16 version><u16 0><u32 encodings (accepted / chosen)><u32 flags: 1 push>
+struct Opening {
+  uint16_t version = 0;
+  uint32_t encodings = 0;
+  bool push = false;
+};
+
+void write_opening(Writer& w, const Opening& opening) {
+  w.u16(opening.version);
+  w.u16(0);
+  w.u32(opening.encodings);
+  w.u32(opening.push ? 1u : 0u);
+}
+
+Result<Opening> read_opening(Reader& r, std::string_view what) {
+  Opening opening;
+  opening.version = r.u16();
+  if (r.u16() != 0) return malformed(what, "reserved field is not zero");
+  opening.encodings = r.u32();
+  const auto flags = r.u32();
+  if ((flags & ~1u) != 0) return malformed(what, fmt::format("unknown flags {:#x}", flags));
+  opening.push = (flags & 1u) != 0;
+  return opening;
 }
 
 constexpr size_t kHelloSize = 12;
@@ -114,19 +128,19 @@ FrameHeaderBytes encode_frame_header(const FrameHeader& header) {
   FrameHeaderBytes out{};
   Writer w(out);
   const auto type = static_cast<uint8_t>(header.type);
-  w.put(type);
-  w.put(uint8_t{0});
-  w.put(header_check(type, header.body_length));
-  w.put(header.body_length);
+  w.u8(type);
+  w.u8(0);
+  w.u16(header_check(type, header.body_length));
+  w.u32(header.body_length);
   return out;
 }
 
 Result<FrameHeader> decode_frame_header(std::span<const std::byte, kFrameHeaderSize> bytes) {
   Reader r(bytes);
-  const auto type = r.get<uint8_t>();
-  const auto reserved = r.get<uint8_t>();
-  const auto check = r.get<uint16_t>();
-  const auto length = r.get<uint32_t>();
+  const auto type = r.u8();
+  const auto reserved = r.u8();
+  const auto check = r.u16();
+  const auto length = r.u32();
   if (type < static_cast<uint8_t>(FrameType::kHello) ||
       type > static_cast<uint8_t>(FrameType::kComplete)) {
     return Status(ErrorCode::kProtocol, fmt::format("unknown frame type {}", type));
@@ -150,25 +164,17 @@ Result<FrameHeader> decode_frame_header(std::span<const std::byte, kFrameHeaderS
 }
 
 std::vector<std::byte> encode(const Hello& hello) {
-  auto out = frame(FrameType::kHello, kHelloSize);
-  Writer w{std::span(out).subspan(kFrameHeaderSize)};
-  w.put(hello.version);
-  w.put(uint16_t{0});
-  w.put(hello.accepted_encodings);
-  w.put(uint32_t{hello.want_push ? 1u : 0u});
-  return out;
+  return frame(FrameType::kHello, kHelloSize, [&](Writer& w) {
+    write_opening(w, {hello.version, hello.accepted_encodings, hello.want_push});
+  });
 }
 
 Result<Hello> decode_hello(std::span<const std::byte> body) {
   if (Status s = check_size("HELLO", body, kHelloSize); !s) return s;
   Reader r(body);
-  Hello hello;
-  hello.version = r.get<uint16_t>();
-  if (r.get<uint16_t>() != 0) return malformed("HELLO", "reserved field is not zero");
-  hello.accepted_encodings = r.get<uint32_t>();
-  const auto flags = r.get<uint32_t>();
-  if ((flags & ~1u) != 0) return malformed("HELLO", fmt::format("unknown flags {:#x}", flags));
-  hello.want_push = (flags & 1u) != 0;
+  auto opening = read_opening(r, "HELLO");
+  if (!opening) return opening.status();
+  const Hello hello{opening->version, opening->encodings, opening->push};
   if (hello.version != kVersion) {
     return Status(ErrorCode::kProtocol,
                   fmt::format("client speaks protocol version {}, this server speaks {}",
@@ -178,49 +184,41 @@ Result<Hello> decode_hello(std::span<const std::byte> body) {
 }
 
 std::vector<std::byte> encode(const Welcome& welcome) {
-  auto out = frame(FrameType::kWelcome, kWelcomeFixedSize + welcome.state.size());
-  Writer w{std::span(out).subspan(kFrameHeaderSize)};
-  w.put(welcome.version);
-  w.put(uint16_t{0});
-  w.put(uint32_t{static_cast<uint8_t>(welcome.encoding)});
-  w.put(uint32_t{welcome.pushing ? 1u : 0u});
-  w.put(welcome.page_size);
-  w.put(welcome.ram_start);
-  w.put(welcome.image_size);
-  w.put(welcome.image_id);
-  w.put(welcome.max_range);
-  w.put(static_cast<uint32_t>(welcome.state.size()));
-  w.put_bytes(welcome.state);
-  return out;
+  return frame(FrameType::kWelcome, kWelcomeFixedSize + welcome.state.size(), [&](Writer& w) {
+    write_opening(w, {welcome.version, static_cast<uint8_t>(welcome.encoding), welcome.pushing});
+    w.u32(welcome.page_size);
+    w.u64(welcome.ram_start);
+    w.u64(welcome.image_size);
+    w.u64(welcome.image_id);
+    w.u32(welcome.max_range);
+    w.u32(static_cast<uint32_t>(welcome.state.size()));
+    w.bytes(welcome.state);
+  });
 }
 
 Result<Welcome> decode_welcome(std::span<const std::byte> body) {
-  if (body.size() < kWelcomeFixedSize) {
-    return malformed("WELCOME", fmt::format("body is {} bytes, at least {} expected", body.size(),
-                                            kWelcomeFixedSize));
-  }
+  if (Status s = check_min_size("WELCOME", body, kWelcomeFixedSize); !s) return s;
   Reader r(body);
+  auto opening = read_opening(r, "WELCOME");
+  if (!opening) return opening.status();
   Welcome welcome;
-  welcome.version = r.get<uint16_t>();
-  if (r.get<uint16_t>() != 0) return malformed("WELCOME", "reserved field is not zero");
-  const auto encoding = r.get<uint32_t>();
-  const auto flags = r.get<uint32_t>();
-  welcome.page_size = r.get<uint32_t>();
-  welcome.ram_start = r.get<uint64_t>();
-  welcome.image_size = r.get<uint64_t>();
-  welcome.image_id = r.get<uint64_t>();
-  welcome.max_range = r.get<uint32_t>();
-  const auto state_length = r.get<uint32_t>();
+  welcome.version = opening->version;
+  const uint32_t encoding = opening->encodings;
+  welcome.page_size = r.u32();
+  welcome.ram_start = r.u64();
+  welcome.image_size = r.u64();
+  welcome.image_id = r.u64();
+  welcome.max_range = r.u32();
+  const auto state_length = r.u32();
   if (encoding > static_cast<uint8_t>(Encoding::kZstd)) {
     return malformed("WELCOME", fmt::format("unknown encoding {}", encoding));
   }
-  if ((flags & ~1u) != 0) return malformed("WELCOME", fmt::format("unknown flags {:#x}", flags));
   if (state_length != r.left()) {
     return malformed(
         "WELCOME", fmt::format("state of {} bytes announced, {} present", state_length, r.left()));
   }
   welcome.encoding = static_cast<Encoding>(encoding);
-  welcome.pushing = (flags & 1u) != 0;
+  welcome.pushing = opening->push;
   auto state = r.rest();
   welcome.state.assign(state.begin(), state.end());
   if (Status s = check_welcome(welcome); !s) return s;
@@ -228,14 +226,14 @@ Result<Welcome> decode_welcome(std::span<const std::byte> body) {
 }
 
 std::array<std::byte, kFrameHeaderSize + 24> encode(const Request& request) {
-  std::array<std::byte, kFrameHeaderSize + 24> out{};
-  const FrameHeaderBytes header = encode_frame_header({FrameType::kRequest, kRequestSize});
-  std::memcpy(out.data(), header.data(), header.size());
-  Writer w{std::span(out).subspan(kFrameHeaderSize)};
-  w.put(request.id);
-  w.put(request.gpa);
-  w.put(request.length);
-  w.put(uint32_t{0});
+  static_assert(kRequestSize == 24);
+  std::array<std::byte, kFrameHeaderSize + kRequestSize> out{};
+  write_frame(out, FrameType::kRequest, kRequestSize, [&](Writer& w) {
+    w.u64(request.id);
+    w.u64(request.gpa);
+    w.u32(request.length);
+    w.u32(0);
+  });
   return out;
 }
 
@@ -243,10 +241,10 @@ Result<Request> decode_request(std::span<const std::byte> body) {
   if (Status s = check_size("REQUEST", body, kRequestSize); !s) return s;
   Reader r(body);
   Request request;
-  request.id = r.get<uint64_t>();
-  request.gpa = r.get<uint64_t>();
-  request.length = r.get<uint32_t>();
-  if (r.get<uint32_t>() != 0) return malformed("REQUEST", "reserved field is not zero");
+  request.id = r.u64();
+  request.gpa = r.u64();
+  request.length = r.u32();
+  if (r.u32() != 0) return malformed("REQUEST", "reserved field is not zero");
   if (request.id == 0) return malformed("REQUEST", "id 0 is reserved for pushed data");
   return request;
 }
@@ -254,17 +252,16 @@ Result<Request> decode_request(std::span<const std::byte> body) {
 std::array<std::byte, kFrameHeaderSize + kDataPrefixSize> encode_data_prefix(
     const DataHeader& header, uint32_t payload_length) {
   std::array<std::byte, kFrameHeaderSize + kDataPrefixSize> out{};
-  const FrameHeaderBytes frame_header = encode_frame_header(
-      {FrameType::kData, static_cast<uint32_t>(kDataPrefixSize) + payload_length});
-  std::memcpy(out.data(), frame_header.data(), frame_header.size());
-  Writer w{std::span(out).subspan(kFrameHeaderSize)};
-  w.put(header.id);
-  w.put(header.gpa);
-  w.put(header.length);
-  w.put(static_cast<uint8_t>(header.encoding));
-  w.put(uint8_t{0});
-  w.put(uint16_t{0});
-  w.put(header.checksum);
+  const uint32_t body_length = static_cast<uint32_t>(kDataPrefixSize) + payload_length;
+  write_frame(out, FrameType::kData, body_length, [&](Writer& w) {
+    w.u64(header.id);
+    w.u64(header.gpa);
+    w.u32(header.length);
+    w.u8(static_cast<uint8_t>(header.encoding));
+    w.u8(0);
+    w.u16(0);
+    w.u64(header.checksum);
+  });
   return out;
 }
 
@@ -275,13 +272,13 @@ Result<DataHeader> decode_data_prefix(std::span<const std::byte> body) {
   }
   Reader r(body);
   DataHeader header;
-  header.id = r.get<uint64_t>();
-  header.gpa = r.get<uint64_t>();
-  header.length = r.get<uint32_t>();
-  const auto encoding = r.get<uint8_t>();
-  const auto reserved1 = r.get<uint8_t>();
-  const auto reserved2 = r.get<uint16_t>();
-  header.checksum = r.get<uint64_t>();
+  header.id = r.u64();
+  header.gpa = r.u64();
+  header.length = r.u32();
+  const auto encoding = r.u8();
+  const auto reserved1 = r.u8();
+  const auto reserved2 = r.u16();
+  header.checksum = r.u64();
   if (reserved1 != 0 || reserved2 != 0) return malformed("DATA", "reserved field is not zero");
   if (!is_known_encoding(encoding))
     return malformed("DATA", fmt::format("unknown encoding {}", encoding));
@@ -318,25 +315,21 @@ Result<DataHeader> decode_data_prefix(std::span<const std::byte> body) {
 
 std::vector<std::byte> encode(const ErrorFrame& error) {
   const size_t message_length = std::min<size_t>(error.message.size(), kMaxErrorMessage);
-  auto out = frame(FrameType::kError, kErrorFixedSize + message_length);
-  Writer w{std::span(out).subspan(kFrameHeaderSize)};
-  w.put(error.id);
-  w.put(static_cast<uint32_t>(error.code));
-  w.put(uint32_t{0});
-  w.put_bytes(std::as_bytes(std::span(error.message.data(), message_length)));
-  return out;
+  return frame(FrameType::kError, kErrorFixedSize + message_length, [&](Writer& w) {
+    w.u64(error.id);
+    w.u32(static_cast<uint32_t>(error.code));
+    w.u32(0);
+    w.bytes(std::as_bytes(std::span(error.message.data(), message_length)));
+  });
 }
 
 Result<ErrorFrame> decode_error(std::span<const std::byte> body) {
-  if (body.size() < kErrorFixedSize) {
-    return malformed("ERROR", fmt::format("body is {} bytes, at least {} expected", body.size(),
-                                          kErrorFixedSize));
-  }
+  if (Status s = check_min_size("ERROR", body, kErrorFixedSize); !s) return s;
   Reader r(body);
   ErrorFrame error;
-  error.id = r.get<uint64_t>();
-  const auto code = r.get<uint32_t>();
-  if (r.get<uint32_t>() != 0) return malformed("ERROR", "reserved field is not zero");
+  error.id = r.u64();
+  const auto code = r.u32();
+  if (r.u32() != 0) return malformed("ERROR", "reserved field is not zero");
   if (code == 0 || code > static_cast<uint32_t>(ErrorCode::kShutdown)) {
     return malformed("ERROR", fmt::format("unknown error code {}", code));
   }
@@ -347,18 +340,17 @@ Result<ErrorFrame> decode_error(std::span<const std::byte> body) {
 }
 
 std::vector<std::byte> encode(const Have& have) {
-  auto out = frame(FrameType::kHave, 8 + have.bitmap.size());
-  Writer w{std::span(out).subspan(kFrameHeaderSize)};
-  w.put(have.first_page);
-  w.put_bytes(have.bitmap);
-  return out;
+  return frame(FrameType::kHave, 8 + have.bitmap.size(), [&](Writer& w) {
+    w.u64(have.first_page);
+    w.bytes(have.bitmap);
+  });
 }
 
 Result<Have> decode_have(std::span<const std::byte> body) {
-  if (body.size() < 8) return malformed("HAVE", fmt::format("body is {} bytes", body.size()));
+  if (Status s = check_min_size("HAVE", body, 8); !s) return s;
   Reader r(body);
   Have have;
-  have.first_page = r.get<uint64_t>();
+  have.first_page = r.u64();
   auto bitmap = r.rest();
   have.bitmap.assign(bitmap.begin(), bitmap.end());
   return have;

@@ -27,7 +27,7 @@
 #include "net/tls.h"
 #include "protocol/page_codec.h"
 #include "server/v2_session.h"
-#include "sources/page_wire.h"
+#include "protocol/v1_wire.h"
 
 namespace faultline {
 namespace {
@@ -165,14 +165,14 @@ class PageServer::Impl {
 
   void serve_plain(const net::Connection& c) {
     std::vector<std::byte> reply;  // header + payload, grown to the largest page asked for
-    wire::RequestBytes bytes;
+    v1::RequestBytes bytes;
     // A v2 client opens with the magic; a v1 request never starts so.
     auto head = std::span(bytes).first(v2::kMagic.size());
     if (!read_request_bytes(c, head)) return;
     if (std::equal(head.begin(), head.end(), v2::kMagic.begin())) return serve_v2(c);
     if (!read_request_bytes(c, std::span(bytes).subspan(head.size()))) return;
     for (;;) {
-      auto request = wire::decode_page_request(bytes);
+      auto request = v1::decode_page_request(bytes);
       if (!request) {
         reject(c, request.status());
         return;
@@ -211,11 +211,11 @@ class PageServer::Impl {
     }
   }
 
-  bool serve_page(const net::Connection& c, const wire::PageRequest& request,
+  bool serve_page(const net::Connection& c, const v1::PageRequest& request,
                   std::vector<std::byte>& reply) {
-    const size_t length = wire::kReplyHeaderSize + request.page_size;
+    const size_t length = v1::kReplyHeaderSize + request.page_size;
     if (reply.size() < length) reply.resize(length);
-    const wire::ReplyHeaderBytes header = wire::encode_reply_header(request);
+    const v1::ReplyHeaderBytes header = v1::encode_reply_header(request);
     std::memcpy(reply.data(), header.data(), header.size());
     std::span<std::byte> payload(reply.data() + header.size(), request.page_size);
 

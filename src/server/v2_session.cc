@@ -10,8 +10,8 @@
 #include <thread>
 
 #include "core/log.h"
+#include "core/zero_scan.h"
 #include "protocol/page_codec.h"
-#include "sources/zero_scan.h"
 
 namespace faultline {
 namespace {

@@ -12,9 +12,9 @@
 #include <thread>
 #include <vector>
 
+#include "core/zero_scan.h"
 #include "faultline/page_source.h"
 #include "faultline/unique_fd.h"
-#include "sources/zero_scan.h"
 
 namespace faultline {
 namespace {

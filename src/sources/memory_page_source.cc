@@ -4,8 +4,8 @@
 #include <cstring>
 #include <vector>
 
+#include "core/zero_scan.h"
 #include "faultline/page_source.h"
-#include "sources/zero_scan.h"
 
 namespace faultline {
 namespace {

@@ -8,12 +8,12 @@
 #include <mutex>
 #include <vector>
 
+#include "core/zero_scan.h"
 #include "faultline/page_source.h"
 #include "faultline/unique_fd.h"
 #include "net/socket_address.h"
 #include "net/socket_io.h"
-#include "sources/page_wire.h"
-#include "sources/zero_scan.h"
+#include "protocol/v1_wire.h"
 
 namespace faultline {
 namespace {
@@ -42,9 +42,9 @@ class SocketPageSource final : public PageSource {
   // up to kPipelineDepth requests go out in one write, then their replies are
   // read in order. One round trip per window instead of one per page.
   Result<PageKind> fetch(Gpa gpa, std::span<std::byte> dest) override {
-    if (wire::largest_request_at(gpa, dest.size()) == 0) {
-      const wire::PageRequest request{gpa, dest.size()};
-      Status status = wire::validate_page_request(request);
+    if (v1::largest_request_at(gpa, dest.size()) == 0) {
+      const v1::PageRequest request{gpa, dest.size()};
+      Status status = v1::validate_page_request(request);
       if (status.is_ok()) status = invalid_argument("range is not made of whole pages");
       return status.with_context(name_);
     }
@@ -67,21 +67,21 @@ class SocketPageSource final : public PageSource {
     constexpr size_t kPipelineDepth = 64;
     uint64_t done = 0;
     while (done < dest.size()) {
-      std::array<wire::PageRequest, kPipelineDepth> batch;
-      std::array<std::byte, kPipelineDepth * wire::kRequestSize> bytes;
+      std::array<v1::PageRequest, kPipelineDepth> batch;
+      std::array<std::byte, kPipelineDepth * v1::kRequestSize> bytes;
       size_t count = 0;
       uint64_t planned = done;
       while (count < kPipelineDepth && planned < dest.size()) {
-        const uint64_t size = wire::largest_request_at(gpa + planned, dest.size() - planned);
+        const uint64_t size = v1::largest_request_at(gpa + planned, dest.size() - planned);
         batch[count] = {gpa + planned, size};
-        const wire::RequestBytes encoded = wire::encode_page_request(batch[count]);
-        std::copy(encoded.begin(), encoded.end(), bytes.begin() + count * wire::kRequestSize);
+        const v1::RequestBytes encoded = v1::encode_page_request(batch[count]);
+        std::copy(encoded.begin(), encoded.end(), bytes.begin() + count * v1::kRequestSize);
         planned += size;
         ++count;
       }
       const net::Deadline deadline = net::deadline_after(options_.io_timeout);
       if (Status status =
-              net::write_full(fd, std::span(bytes).first(count * wire::kRequestSize), deadline);
+              net::write_full(fd, std::span(bytes).first(count * v1::kRequestSize), deadline);
           !status) {
         return explain(status, "sending the request");
       }
@@ -94,9 +94,9 @@ class SocketPageSource final : public PageSource {
     return Status::ok();
   }
 
-  Status read_reply(int fd, const wire::PageRequest& request, std::span<std::byte> dest,
+  Status read_reply(int fd, const v1::PageRequest& request, std::span<std::byte> dest,
                     net::Deadline deadline) {
-    wire::ReplyHeaderBytes header;
+    v1::ReplyHeaderBytes header;
     if (Status status = net::read_full(fd, header, deadline); !status) {
       if (status.code() == ErrorCode::kUnavailable) {
         // v1 has no error reply: a server hangs up on requests it cannot serve.
@@ -106,7 +106,7 @@ class SocketPageSource final : public PageSource {
       }
       return explain(status, "reading the reply header");
     }
-    if (Status status = wire::check_reply_header(header, request); !status) return status;
+    if (Status status = v1::check_reply_header(header, request); !status) return status;
     if (Status status = net::read_full(fd, dest, deadline); !status) {
       return explain(status, "reading the page payload");
     }

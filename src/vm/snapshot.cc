@@ -4,7 +4,7 @@
 
 #include <cerrno>
 
-#include "sources/zero_scan.h"
+#include "core/zero_scan.h"
 #include "vm/durable_file.h"
 
 namespace faultline::vm {

@@ -1,32 +1,24 @@
-#include "sources/page_wire.h"
+#include "protocol/v1_wire.h"
 
 #include <fmt/format.h>
 
 #include <bit>
 
-namespace faultline::wire {
+#include "core/little_endian.h"
+
+namespace faultline::v1 {
 namespace {
-
-void put_u64_le(std::byte* out, uint64_t value) {
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<std::byte>(value >> (8 * i));
-}
-
-uint64_t get_u64_le(const std::byte* in) {
-  uint64_t value = 0;
-  for (int i = 0; i < 8; ++i) value |= std::to_integer<uint64_t>(in[i]) << (8 * i);
-  return value;
-}
 
 // Request and reply header share one layout.
 std::array<std::byte, 16> encode_pair(const PageRequest& request) {
   std::array<std::byte, 16> bytes{};
-  put_u64_le(bytes.data(), request.gpa);
-  put_u64_le(bytes.data() + 8, request.page_size);
+  le::put_u64(bytes, request.gpa);
+  le::put_u64(std::span(bytes).subspan(8), request.page_size);
   return bytes;
 }
 
 PageRequest decode_pair(std::span<const std::byte, 16> bytes) {
-  return {get_u64_le(bytes.data()), get_u64_le(bytes.data() + 8)};
+  return {le::get_u64(bytes), le::get_u64(bytes.subspan(8))};
 }
 
 }  // namespace
@@ -88,4 +80,4 @@ uint64_t largest_request_at(Gpa gpa, uint64_t length) {
   return size;
 }
 
-}  // namespace faultline::wire
+}  // namespace faultline::v1
