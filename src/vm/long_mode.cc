@@ -1,7 +1,7 @@
 #include "vm/long_mode.h"
 
-#include <cstring>
 
+#include "core/little_endian.h"
 #include "vm/guest/guest_abi.h"
 
 namespace faultline::vm {
@@ -19,10 +19,6 @@ constexpr uint64_t kEferSce = 1ull << 0, kEferLme = 1ull << 8, kEferLma = 1ull <
 
 constexpr uint16_t kCodeSelector = 0x08;
 constexpr uint16_t kDataSelector = 0x10;
-
-void put64(std::span<std::byte> ram, Gpa gpa, uint64_t value) {
-  std::memcpy(ram.data() + gpa, &value, sizeof(value));
-}
 
 kvm_segment flat_segment(uint16_t selector, uint8_t type, bool code) {
   kvm_segment s{};
@@ -42,18 +38,20 @@ kvm_segment flat_segment(uint16_t selector, uint8_t type, bool code) {
 }  // namespace
 
 void write_boot_tables(std::span<std::byte> ram) {
-  put64(ram, GUEST_PML4, GUEST_PDPT | kPresent | kWritable);
+  le::put_u64(ram.subspan(GUEST_PML4, 8), GUEST_PDPT | kPresent | kWritable);
   for (uint64_t i = 0; i < GUEST_PD_PAGES; ++i) {
     const uint64_t pd = GUEST_PD + i * 4096;
-    put64(ram, GUEST_PDPT + i * 8, pd | kPresent | kWritable);
+    le::put_u64(ram.subspan(GUEST_PDPT + i * 8, 8), pd | kPresent | kWritable);
     for (uint64_t e = 0; e < 512; ++e) {
       const uint64_t phys = ((i * 512) + e) << 21;
-      put64(ram, pd + e * 8, phys | kPresent | kWritable | kHuge);
+      le::put_u64(ram.subspan(pd + e * 8, 8), phys | kPresent | kWritable | kHuge);
     }
   }
-  put64(ram, GUEST_GDT + 0x00, 0);
-  put64(ram, GUEST_GDT + kCodeSelector, 0x00af'9b00'0000'ffffull);  // 64-bit code, accessed
-  put64(ram, GUEST_GDT + kDataSelector, 0x00cf'9300'0000'ffffull);  // data, accessed
+  le::put_u64(ram.subspan(GUEST_GDT + 0x00, 8), 0);
+  le::put_u64(ram.subspan(GUEST_GDT + kCodeSelector, 8),
+              0x00af'9b00'0000'ffffull);  // 64-bit code, accessed
+  le::put_u64(ram.subspan(GUEST_GDT + kDataSelector, 8),
+              0x00cf'9300'0000'ffffull);  // data, accessed
 }
 
 Status enter_long_mode(Vcpu& vcpu, uint64_t rip, uint64_t rsp) {
@@ -86,8 +84,7 @@ PageWalk walk_page_tables(std::span<const std::byte> ram, uint64_t cr3, uint64_t
     if (table + 4096 > ram.size()) return walk;
     walk.table_pages.push_back(table);
     const uint64_t index = (vaddr >> (12 + 9 * level)) & 511;
-    uint64_t entry = 0;
-    std::memcpy(&entry, ram.data() + table + index * 8, sizeof(entry));
+    const uint64_t entry = le::get_u64(ram.subspan(table + index * 8, 8));
     if ((entry & kPresent) == 0) return walk;
     const uint64_t next = entry & kAddressMask;
     const bool leaf = level == 0 || ((level == 1 || level == 2) && (entry & kHuge) != 0);

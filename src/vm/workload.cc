@@ -6,25 +6,12 @@
 #include <cstring>
 #include <numeric>
 
+#include "core/little_endian.h"
 #include "vm/guest/guest_abi.h"
 #include "vm/guest_program.h"
 #include "vm/long_mode.h"
 
 namespace faultline::vm {
-namespace {
-
-uint64_t get64(std::span<const std::byte> ram, Gpa gpa) {
-  uint64_t v = 0;
-  std::memcpy(&v, ram.data() + gpa, sizeof(v));
-  return v;
-}
-
-void put64(std::span<std::byte> ram, Gpa gpa, uint64_t value) {
-  std::memcpy(ram.data() + gpa, &value, sizeof(value));
-}
-
-}  // namespace
-
 // Near the golden-ratio point, so consecutive visits land far apart.
 uint64_t walk_stride(uint64_t pages) {
   uint64_t stride = std::max<uint64_t>(1, pages * 618 / 1000) | 1;
@@ -65,30 +52,30 @@ Status load_workload(std::span<std::byte> ram, const WorkloadParams& params) {
   write_boot_tables(ram);
   std::memcpy(ram.data() + GUEST_CODE, program.data(), program.size());
   const uint64_t pages = (ram.size() - GUEST_WORK_START) / 4096;
-  put64(ram, GUEST_PARAMS + PARAM_WORK_PAGES, pages);
-  put64(ram, GUEST_PARAMS + PARAM_SEED, params.seed);
-  put64(ram, GUEST_PARAMS + PARAM_STRIDE, walk_stride(pages));
-  put64(ram, GUEST_PARAMS + PARAM_PROGRESS_MASK, params.progress_bytes / 4096 - 1);
-  put64(ram, GUEST_PARAMS + PARAM_WORDS_PER_PAGE, params.words_per_page);
-  put64(ram, GUEST_PARAMS + PARAM_WORD_STEP, 4096 / params.words_per_page);
+  le::put_u64(ram.subspan(GUEST_PARAMS + PARAM_WORK_PAGES, 8), pages);
+  le::put_u64(ram.subspan(GUEST_PARAMS + PARAM_SEED, 8), params.seed);
+  le::put_u64(ram.subspan(GUEST_PARAMS + PARAM_STRIDE, 8), walk_stride(pages));
+  le::put_u64(ram.subspan(GUEST_PARAMS + PARAM_PROGRESS_MASK, 8), params.progress_bytes / 4096 - 1);
+  le::put_u64(ram.subspan(GUEST_PARAMS + PARAM_WORDS_PER_PAGE, 8), params.words_per_page);
+  le::put_u64(ram.subspan(GUEST_PARAMS + PARAM_WORD_STEP, 8), 4096 / params.words_per_page);
   return Status::ok();
 }
 
 WorkloadInfo read_workload_info(std::span<const std::byte> ram) {
   WorkloadInfo info;
-  info.pages = get64(ram, GUEST_PARAMS + PARAM_WORK_PAGES);
-  info.seed = get64(ram, GUEST_PARAMS + PARAM_SEED);
-  info.stride = get64(ram, GUEST_PARAMS + PARAM_STRIDE);
-  info.progress_pages = get64(ram, GUEST_PARAMS + PARAM_PROGRESS_MASK) + 1;
-  info.words_per_page = get64(ram, GUEST_PARAMS + PARAM_WORDS_PER_PAGE);
+  info.pages = le::get_u64(ram.subspan(GUEST_PARAMS + PARAM_WORK_PAGES, 8));
+  info.seed = le::get_u64(ram.subspan(GUEST_PARAMS + PARAM_SEED, 8));
+  info.stride = le::get_u64(ram.subspan(GUEST_PARAMS + PARAM_STRIDE, 8));
+  info.progress_pages = le::get_u64(ram.subspan(GUEST_PARAMS + PARAM_PROGRESS_MASK, 8)) + 1;
+  info.words_per_page = le::get_u64(ram.subspan(GUEST_PARAMS + PARAM_WORDS_PER_PAGE, 8));
   return info;
 }
 
 WorkloadResults read_workload_results(std::span<const std::byte> ram) {
   WorkloadResults r;
-  r.checksum = get64(ram, GUEST_PARAMS + RESULT_CHECKSUM);
-  r.mismatches = get64(ram, GUEST_PARAMS + RESULT_MISMATCHES);
-  r.pages = get64(ram, GUEST_PARAMS + RESULT_PAGES);
+  r.checksum = le::get_u64(ram.subspan(GUEST_PARAMS + RESULT_CHECKSUM, 8));
+  r.mismatches = le::get_u64(ram.subspan(GUEST_PARAMS + RESULT_MISMATCHES, 8));
+  r.pages = le::get_u64(ram.subspan(GUEST_PARAMS + RESULT_PAGES, 8));
   return r;
 }
 
