@@ -7,8 +7,8 @@
 
 #include <cerrno>
 #include <cstring>
-#include <type_traits>
 
+#include "core/little_endian.h"
 #include "faultline/unique_fd.h"
 #include "vm/crc32.h"
 #include "vm/durable_file.h"
@@ -48,21 +48,21 @@ std::string section_name(uint32_t tag) {
   return fmt::format("unknown ({})", tag);
 }
 
+// The header, section headers, MACHINE and PREWARM are little-endian field by
+// field; the KVM register groups are KVM's own x86-64 layouts, kept as KVM
+// gives them (they mean nothing on another architecture anyway).
 class Writer {
  public:
-  template <typename T>
-  void put(const T& value) {
-    static_assert(std::is_trivially_copyable_v<T>);
-    bytes(&value, sizeof(T));
-  }
+  void u32(uint32_t v) { le::append_u32(out_, v); }
+  void u64(uint64_t v) { le::append_u64(out_, v); }
   void bytes(const void* p, size_t n) {
     const auto* b = static_cast<const std::byte*>(p);
     out_.insert(out_.end(), b, b + n);
   }
   void section(SectionTag tag, uint32_t vcpu, const void* p, size_t n) {
-    put(static_cast<uint32_t>(tag));
-    put(vcpu);
-    put(static_cast<uint64_t>(n));
+    u32(static_cast<uint32_t>(tag));
+    u32(vcpu);
+    u64(static_cast<uint64_t>(n));
     bytes(p, n);
   }
   template <typename T>
@@ -119,36 +119,84 @@ struct Section {
   }
 };
 
+template <typename V, typename Into>
+Status assign(Result<V> value, Into& into) {
+  if (!value.is_ok()) return value.status();
+  into = std::move(value).value();
+  return Status::ok();
+}
+
 template <typename T>
 Status take(const Section& s, T& into) {
-  auto v = s.as<T>();
-  if (!v.is_ok()) return v.status();
-  into = *v;
-  return Status::ok();
+  return assign(s.as<T>(), into);
 }
-
 template <typename T>
 Status take(const Section& s, std::optional<T>& into) {
-  auto v = s.as<T>();
-  if (!v.is_ok()) return v.status();
-  into = *v;
-  return Status::ok();
+  return assign(s.as<T>(), into);
 }
-
 template <typename T>
 Status take(const Section& s, std::vector<T>& into) {
-  auto v = s.as_array<T>();
-  if (!v.is_ok()) return v.status();
-  into = std::move(v).value();
-  return Status::ok();
+  return assign(s.as_array<T>(), into);
 }
 
+// MACHINE: u64 RAM base, u64 RAM size, u32 vCPU count, u32 reserved.
 struct MachineSection {
   uint64_t ram_base;
   uint64_t ram_size;
   uint32_t vcpu_count;
   uint32_t reserved;
 };
+constexpr size_t kMachineSectionSize = 24;
+// PREWARM: per range, u64 base and u64 size.
+constexpr size_t kPrewarmEntrySize = 16;
+
+std::vector<std::byte> encode_machine(const MachineSection& m) {
+  std::vector<std::byte> out(kMachineSectionSize);
+  le::Writer w(out);
+  w.u64(m.ram_base);
+  w.u64(m.ram_size);
+  w.u32(m.vcpu_count);
+  w.u32(m.reserved);
+  return out;
+}
+
+Result<MachineSection> decode_machine(const Section& s) {
+  if (s.body.size() != kMachineSectionSize) {
+    return invalid_argument(
+        fmt::format("{} is {} bytes, expected {}", s.where(), s.body.size(), kMachineSectionSize));
+  }
+  le::Reader r(s.body);
+  MachineSection m{};
+  m.ram_base = r.u64();
+  m.ram_size = r.u64();
+  m.vcpu_count = r.u32();
+  m.reserved = r.u32();
+  return m;
+}
+
+std::vector<std::byte> encode_prewarm(const std::vector<GuestRange>& ranges) {
+  std::vector<std::byte> out;
+  for (const GuestRange& r : ranges) {
+    le::append_u64(out, r.base);
+    le::append_u64(out, r.size);
+  }
+  return out;
+}
+
+Result<std::vector<GuestRange>> decode_prewarm(const Section& s) {
+  if (s.body.size() % kPrewarmEntrySize != 0) {
+    return invalid_argument(fmt::format("{} is {} bytes, not a whole number of {}-byte entries",
+                                        s.where(), s.body.size(), kPrewarmEntrySize));
+  }
+  std::vector<GuestRange> ranges;
+  for (le::Reader r(s.body); r.left() > 0;) {
+    GuestRange range;
+    range.base = r.u64();
+    range.size = r.u64();
+    ranges.push_back(range);
+  }
+  return ranges;
+}
 
 Status apply_vcpu_section(const Section& s, VcpuState& v) {
   switch (static_cast<SectionTag>(s.tag)) {
@@ -185,7 +233,7 @@ Status apply_vcpu_section(const Section& s, VcpuState& v) {
 Status apply_vm_section(const Section& s, VmState& state, uint32_t& vcpu_count, bool& has_machine) {
   switch (static_cast<SectionTag>(s.tag)) {
     case SectionTag::kMachine: {
-      auto m = s.as<MachineSection>();
+      auto m = decode_machine(s);
       if (!m.is_ok()) return m.status();
       if (m->ram_size == 0 || m->ram_size % kMinPageSize != 0 || m->ram_base % kMinPageSize != 0) {
         return invalid_argument(
@@ -202,7 +250,7 @@ Status apply_vm_section(const Section& s, VmState& state, uint32_t& vcpu_count, 
       return Status::ok();
     }
     case SectionTag::kPrewarm:
-      return take(s, state.prewarm);
+      return assign(decode_prewarm(s), state.prewarm);
     default:
       break;
   }
@@ -239,8 +287,9 @@ Result<VmState> decode_sections(std::span<const std::byte> payload) {
       return invalid_argument(
           fmt::format("a section header at offset {} is cut short", file_offset));
     }
-    Section s{load<uint32_t>(&payload[pos]), load<uint32_t>(&payload[pos + 4]), {}, file_offset};
-    const uint64_t len = load<uint64_t>(&payload[pos + 8]);
+    Section s{
+        le::get_u32(payload.subspan(pos)), le::get_u32(payload.subspan(pos + 4)), {}, file_offset};
+    const uint64_t len = le::get_u64(payload.subspan(pos + 8));
     pos += kSectionHeader;
     if (len > payload.size() - pos) {
       return invalid_argument(
@@ -278,16 +327,16 @@ Result<VmState> decode_sections(std::span<const std::byte> payload) {
 std::vector<std::byte> encode_vm_state(const VmState& state) {
   Writer w;
   w.bytes(kMagic, sizeof(kMagic));
-  w.put(kStateFileVersion);
-  w.put(static_cast<uint32_t>(kStateHeaderSize));
-  w.put(uint64_t{0});  // length, below
-  w.put(uint32_t{0});  // CRC, below
-  w.put(uint32_t{0});  // flags
+  w.u32(kStateFileVersion);
+  w.u32(static_cast<uint32_t>(kStateHeaderSize));
+  w.u64(0);  // length, below
+  w.u32(0);  // CRC, below
+  w.u32(0);  // flags
 
   const MachineSection machine{state.ram_base, state.ram_size,
                                static_cast<uint32_t>(state.vcpus.size()), 0};
-  w.section(SectionTag::kMachine, kVmWide, machine);
-  w.section(SectionTag::kPrewarm, kVmWide, state.prewarm);
+  w.section(SectionTag::kMachine, kVmWide, encode_machine(machine));
+  w.section(SectionTag::kPrewarm, kVmWide, encode_prewarm(state.prewarm));
   for (const VcpuState& v : state.vcpus) {
     w.section(SectionTag::kCpuid, v.index, v.cpuid);
     w.section(SectionTag::kRegs, v.index, v.regs);
@@ -302,9 +351,8 @@ std::vector<std::byte> encode_vm_state(const VmState& state) {
 
   std::vector<std::byte>& out = w.out();
   const uint64_t length = out.size() - kStateHeaderSize;
-  std::memcpy(&out[16], &length, sizeof(length));
-  const uint32_t crc = crc32(out);
-  std::memcpy(&out[kCrcOffset], &crc, sizeof(crc));
+  le::put_u64(std::span(out).subspan(16), length);
+  le::put_u32(std::span(out).subspan(kCrcOffset), crc32(out));
   return std::move(out);
 }
 
@@ -318,15 +366,15 @@ Result<VmState> decode_vm_state(std::span<const std::byte> bytes, const std::str
   if (std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) {
     return fail("not a faultline VM state file (bad magic)");
   }
-  const auto version = load<uint32_t>(&bytes[8]);
+  const uint32_t version = le::get_u32(bytes.subspan(8));
   if (version != kStateFileVersion) {
     return fail(fmt::format("state file version {}; this faultline reads version {}", version,
                             kStateFileVersion));
   }
-  const auto header_size = load<uint32_t>(&bytes[12]);
-  const auto length = load<uint64_t>(&bytes[16]);
-  const auto stored_crc = load<uint32_t>(&bytes[kCrcOffset]);
-  const auto flags = load<uint32_t>(&bytes[28]);
+  const uint32_t header_size = le::get_u32(bytes.subspan(12));
+  const uint64_t length = le::get_u64(bytes.subspan(16));
+  const uint32_t stored_crc = le::get_u32(bytes.subspan(kCrcOffset));
+  const uint32_t flags = le::get_u32(bytes.subspan(28));
   if (header_size != kStateHeaderSize) {
     return fail(fmt::format("header size {}, expected {}", header_size, kStateHeaderSize));
   }
