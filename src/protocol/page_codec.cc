@@ -44,17 +44,10 @@ Encoding encoding_of(Compression compression) {
 }
 
 std::string_view compression_name(Encoding encoding) {
-  switch (encoding) {
-    case Encoding::kLz4:
-      return "lz4";
-    case Encoding::kZstd:
-      return "zstd";
-    case Encoding::kZero:
-      return "zero";
-    case Encoding::kRaw:
-      break;
-  }
-  return "none";
+  if (encoding == Encoding::kZero) return "zero";
+  return faultline::compression_name(encoding == Encoding::kLz4    ? Compression::kLz4
+                                     : encoding == Encoding::kZstd ? Compression::kZstd
+                                                                   : Compression::kNone);
 }
 
 struct PayloadEncoder::Codec {

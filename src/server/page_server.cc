@@ -26,8 +26,8 @@
 #include "net/stream_connect.h"
 #include "net/tls.h"
 #include "protocol/page_codec.h"
-#include "server/v2_session.h"
 #include "protocol/v1_wire.h"
+#include "server/v2_session.h"
 
 namespace faultline {
 namespace {

@@ -1,6 +1,5 @@
 #include "vm/long_mode.h"
 
-
 #include "core/little_endian.h"
 #include "vm/guest/guest_abi.h"
 

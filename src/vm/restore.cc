@@ -65,6 +65,15 @@ Status copy_everything(RestoredVm& vm, PageSource& source) {
 }
 
 // The vCPU, from the state, over guest RAM that is ready to be touched.
+// The server pushes every page the guest has not asked for yet into the fault
+// server; the push ends when vm.push is destroyed, before the fault server.
+Status start_push(RestoredVm& vm) {
+  auto push = vm.network->start_push(*vm.server);
+  if (!push.is_ok()) return push.status();
+  vm.push = std::move(push).value();
+  return Status::ok();
+}
+
 Status resume_machine(RestoredVm& vm) {
   auto machine = Machine::create(vm.ram->bytes());
   if (!machine.is_ok()) return machine.status();
@@ -110,9 +119,7 @@ Result<std::unique_ptr<RestoredVm>> restore_vm(const RestoreOptions& o) {
                     : copy_everything(*vm, *opened->source);
   if (!s.is_ok()) return s;
   if (pushed) {
-    auto push = vm->network->start_push(*vm->server);
-    if (!push.is_ok()) return push.status();
-    vm->push = std::move(push).value();
+    if (Status p = start_push(*vm); !p.is_ok()) return p;
   }
   vm->memory_ready = Clock::now();
 
@@ -147,9 +154,7 @@ Result<std::unique_ptr<RestoredVm>> receive_vm(const ReceiveOptions& o) {
   if (Status s = serve_lazily(*vm, std::move(source).value(), o.fault_threads, false); !s.is_ok()) {
     return s;
   }
-  auto push = vm->network->start_push(*vm->server);
-  if (!push.is_ok()) return push.status();
-  vm->push = std::move(push).value();
+  if (Status p = start_push(*vm); !p.is_ok()) return p;
   vm->memory_ready = Clock::now();
   if (Status s = resume_machine(*vm); !s.is_ok()) return s;
   return vm;
