@@ -40,23 +40,14 @@ void run_stats(const std::string& stats_socket) {
     fail("stats",
          fmt::format("no handler answers on {}: {}", stats_socket, connection.status().message()));
   }
-  // The descriptor is non-blocking: wait for each piece of the reply rather
-  // than taking "nothing yet" for "nothing".
-  const net::Deadline deadline = net::deadline_after(std::chrono::seconds(5));
-  std::string text;
-  char buffer[4096];
-  for (;;) {
-    auto ready = net::wait_ready(connection->get(), POLLIN, deadline);
-    if (!ready.is_ok()) fail("stats", ready.status().to_string());
-    if (!*ready) fail("stats", fmt::format("{} did not finish its reply within 5 s", stats_socket));
-    const ssize_t n = ::read(connection->get(), buffer, sizeof buffer);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n < 0) fail("stats", fmt::format("reading {}: {}", stats_socket, std::strerror(errno)));
-    if (n == 0) break;
-    text.append(buffer, static_cast<size_t>(n));
-  }
-  if (text.empty()) fail("stats", fmt::format("{} sent nothing", stats_socket));
-  fmt::print("{}", text);
+  // A handler's whole stats fit in far less; more would be a stranger on the socket.
+  constexpr size_t kMaxStatsBytes = 16 << 20;
+  auto text = net::read_to_end(connection->get(), kMaxStatsBytes,
+                               net::deadline_after(std::chrono::seconds(5)));
+  if (!text.is_ok())
+    fail("stats", fmt::format("reading {}: {}", stats_socket, text.status().message()));
+  if (text->empty()) fail("stats", fmt::format("{} sent nothing", stats_socket));
+  fmt::print("{}", *text);
 }
 
 }  // namespace

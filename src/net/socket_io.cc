@@ -65,6 +65,34 @@ Status transfer_full(int fd, Direction direction, size_t total, Deadline deadlin
 
 }  // namespace
 
+Result<std::string> read_to_end(int fd, size_t limit, Deadline deadline) {
+  std::string text;
+  char buffer[4096];
+  for (;;) {
+    const ssize_t n = ::recv(fd, buffer, sizeof buffer, MSG_DONTWAIT);
+    if (n == 0) return text;
+    if (n > 0) {
+      if (text.size() + static_cast<size_t>(n) > limit) {
+        return invalid_argument(fmt::format("the peer sent more than {} bytes", limit));
+      }
+      text.append(buffer, static_cast<size_t>(n));
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      const ErrorCode code = is_disconnect(errno) ? ErrorCode::kUnavailable : ErrorCode::kIo;
+      return Status{code,
+                    fmt::format("recv: {} after {} bytes", std::strerror(errno), text.size())};
+    }
+    auto ready = wait_ready(fd, POLLIN, deadline);
+    if (!ready) return ready.status();
+    if (!*ready) {
+      return Status{ErrorCode::kTimeout,
+                    fmt::format("timed out after {} bytes, before the peer closed", text.size())};
+    }
+  }
+}
+
 Result<bool> wait_ready(int fd, short events, Deadline deadline) {
   pollfd pfd{fd, events, 0};
   for (;;) {

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstddef>
 #include <span>
+#include <string>
 
 #include "faultline/status.h"
 
@@ -22,6 +23,10 @@ inline Deadline deadline_after(std::chrono::milliseconds timeout) {
 // how many of how many bytes arrived; the deadline passing is kTimeout. Works on
 // blocking and non-blocking sockets alike and retries after EINTR.
 Status read_full(int fd, std::span<std::byte> buf, Deadline deadline);
+
+// Reads until the peer closes, at most `limit` bytes (more is kInvalidArgument:
+// a peer must not make us buffer without end); errors as for read_full.
+Result<std::string> read_to_end(int fd, size_t limit, Deadline deadline);
 
 // Writes all of `buf` without raising SIGPIPE; errors as for read_full.
 Status write_full(int fd, std::span<const std::byte> buf, Deadline deadline);

@@ -49,6 +49,8 @@ class ChildProcess {
   pid_t pid() const { return pid_; }
   bool running() const { return pid_ > 0; }
   int stderr_fd() const { return stderr_.get(); }
+  // The read end of the stderr pipe, for a caller that reads or closes it itself.
+  UniqueFd take_stderr() { return std::move(stderr_); }
 
   // Waits until it ends.
   ExitStatus wait();

@@ -2,36 +2,39 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
-#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
+#include "net/socket_address.h"
+#include "net/socket_io.h"
+
 namespace faultline::testing {
 namespace {
 
+// The handler's stats, or "" when it does not answer (yet).
 std::string read_stats(const std::string& path) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  std::string text;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-    char buffer[4096];
-    ssize_t n;
-    while ((n = ::read(fd, buffer, sizeof buffer)) > 0) text.append(buffer, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return text;
+  auto address = net::parse_socket_address("unix:" + path);
+  if (!address.is_ok()) return "";
+  auto connection = net::connect_socket(*address, std::chrono::seconds(1));
+  if (!connection.is_ok()) return "";
+  auto text =
+      net::read_to_end(connection->get(), 16 << 20, net::deadline_after(std::chrono::seconds(5)));
+  return text.is_ok() ? *text : "";
 }
 
 }  // namespace
+
+bool HandlerProcess::wait_until_answering(const std::string& socket) {
+  for (int i = 0; i < 1000; ++i) {
+    if (!read_stats(socket + ".stats").empty()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
 
 HandlerProcess::HandlerProcess(const std::string& cli, const std::string& socket,
                                const std::string& log, const std::vector<std::string>& extra_args)

@@ -19,12 +19,16 @@ class HandlerProcess {
                  const std::vector<std::string>& extra_args);
   ~HandlerProcess();  // SIGTERM, expects a clean exit
 
+  // Waits (up to 10 s) until a handler answers on SOCKET's stats socket.
+  static bool wait_until_answering(const std::string& socket);
+
   bool started() const { return started_; }
   const std::string& socket() const { return socket_; }
   nlohmann::json stats() const;
   std::string log_text() const;
   // Waits (up to 10 s) until the log contains `text`.
   bool wait_for_log(const std::string& text) const;
+  void signal(int signo) const { child_.signal(signo); }
   // SIGTERM and wait; returns the exit status (as waitpid reports it).
   int terminate();
 

@@ -1,19 +1,17 @@
 // What the KVM VMM's end-to-end tests share: the test workload, a model of
 // what the guest program computes, and running the `faultline` CLI as a child
-// process. Header-only: FAULTLINE_CLI is defined per test executable.
+// process (support/cli_process.h). Header-only: FAULTLINE_CLI is defined per test executable.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <bit>
 #include <cstdio>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
 
-#include "os_linux/child_process.h"
+#include "support/cli_process.h"
 #include "support/temp_dir.h"
 #include "vm/probe.h"
 #include "vm/workload.h"
@@ -21,6 +19,10 @@
 namespace faultline::vm {
 inline namespace test_workload {
 
+using testing::Cli;
+using testing::CliProcess;
+using testing::faultline;
+using testing::read_text;
 using testing::TempDir;
 
 constexpr uint64_t kRam = 32ull << 20;
@@ -70,54 +72,10 @@ inline std::string hex(uint64_t v) {
   return buf;
 }
 
-inline std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 inline std::vector<std::byte> read_bytes(const std::string& path) {
   const std::string text = read_text(path);
   const auto* p = reinterpret_cast<const std::byte*>(text.data());
   return {p, p + text.size()};
-}
-
-struct Cli {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-  nlohmann::json json() const { return nlohmann::json::parse(out, nullptr, false); }
-};
-
-class CliProcess {
- public:
-  CliProcess(const TempDir& dir, std::vector<std::string> args) {
-    static int n = 0;
-    out_ = dir.file("cli-" + std::to_string(++n) + ".out");
-    err_ = out_ + ".err";
-    args.insert(args.begin(), FAULTLINE_CLI);
-    auto child = ChildProcess::spawn(args, {.stdout_file = out_, .stderr_file = err_});
-    EXPECT_TRUE(child.is_ok()) << child.status().to_string();
-    if (child.is_ok()) child_ = std::move(child).value();
-  }
-  pid_t pid() const { return child_.pid(); }
-  std::string out_so_far() const { return read_text(out_); }
-  Cli wait() {
-    Cli r;
-    r.exit_code = child_.wait().code();
-    r.out = read_text(out_);
-    r.err = read_text(err_);
-    return r;
-  }
-
- private:
-  ChildProcess child_;
-  std::string out_, err_;
-};
-
-inline Cli faultline(const TempDir& dir, std::vector<std::string> args) {
-  return CliProcess(dir, std::move(args)).wait();
 }
 
 // A guest run (restored or migrated) ended as the uninterrupted run does: the
