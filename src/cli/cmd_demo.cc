@@ -16,6 +16,7 @@
 
 #include "cli/commands.h"
 #include "cli/demo_image.h"
+#include "cli/progress_line.h"
 #include "cli/size_option.h"
 #include "cli/vm_demo.h"
 #include "core/log.h"
@@ -66,8 +67,10 @@ struct WorkloadResult {
 
 // Each thread reads and verifies its slice of guest RAM page by page, then
 // rewrites a word of every page and reads random pages back.
-WorkloadResult run_workload(std::byte* ram, uint64_t pages, int threads) {
-  std::atomic<uint64_t> checked{0}, wrong{0};
+// `checked` counts the pages verified so far, for a progress line.
+WorkloadResult run_workload(std::byte* ram, uint64_t pages, int threads,
+                            std::atomic<uint64_t>& checked) {
+  std::atomic<uint64_t> wrong{0};
   std::atomic<Clock::rep> first{Clock::time_point::max().time_since_epoch().count()};
   std::vector<std::thread> workers;
   for (int t = 0; t < threads; ++t) {
@@ -162,14 +165,24 @@ int run_restore(const RestoreOptions& o) {
     return 1;
   }
   const auto ready = Clock::now();
-  WorkloadResult work = run_workload(ram.data(), pages, o.threads);
+  std::atomic<uint64_t> checked{0};
+  WorkloadResult work;
+  {
+    ProgressLine progress("restored lazily, the workload reads and verifies it", o.size,
+                          [&] { return checked.load(std::memory_order_relaxed) * kDemoPage; });
+    work = run_workload(ram.data(), pages, o.threads, checked);
+  }
   const auto done = Clock::now();
   (*server)->request_shutdown();
   Status stopped = (*server)->wait();
 
   const PagerStats ps = pager->stats();
   const FaultServerStats fs = (*server)->stats();
-  const double eager_ms = o.page_server.empty() ? measure_eager_copy(o.mem_file, o.size) : -1;
+  double eager_ms = -1;
+  if (o.page_server.empty()) {
+    ProgressLine progress("the eager baseline copies the whole image");
+    eager_ms = measure_eager_copy(o.mem_file, o.size);
+  }
   const bool ok = work.wrong_pages == 0 && work.pages_checked == pages && stopped.is_ok();
 
   if (o.json) {
@@ -201,9 +214,11 @@ int run_restore(const RestoreOptions& o) {
   fmt::print("  first access      {:.2f} ms after restore start\n",
              ms_between(start, work.first_access));
   fmt::print("  workload          {} threads read, verify and rewrite every page\n", o.threads);
+  fmt::print("  pages faulted     {}  ({:.1f} MiB served)\n", ps.faults, mib);
   fmt::print(
-      "  pages faulted     {}  ({:.1f} MiB served, {} zero pages installed without copying)\n",
-      ps.faults, mib, fs.zero_installs);
+      "  installs          {} copies, {} zero runs mapped without copying (zero pages inside a\n"
+      "                    fault-around window are copied with it)\n",
+      fs.copies, fs.zero_installs);
   fmt::print("  page fetch        p50 {}  p99 {}  max {}  (source time per fault)\n",
              us(ps.fault_latency.p50_ns), us(ps.fault_latency.p99_ns), us(ps.fault_latency.max_ns));
   fmt::print("  total             {:.1f} ms from restore start to workload done\n",
@@ -274,14 +289,24 @@ int run_process_demo(const DemoOptions& o) {
   }
   const std::string image = dir + "/demo-mem.img";
   const auto t0 = Clock::now();
-  Status written = write_demo_image(image, *size);
+  std::atomic<uint64_t> written_bytes{0};
+  Status written;
+  {
+    ProgressLine progress("making the snapshot image", *size,
+                          [&] { return written_bytes.load(std::memory_order_relaxed); });
+    written = write_demo_image(image, *size, &written_bytes);
+  }
   if (!written.is_ok()) {
     log().error("{}", written.to_string());
     return 1;
   }
   if (!o.json) {
-    fmt::print("made a {} MiB snapshot image in {:.0f} ms: {}\n", *size >> 20,
-               ms_between(t0, Clock::now()), image);
+    const uint64_t pages = *size / kDemoPage;
+    const DemoImageShape shape = demo_image_shape(pages);
+    fmt::print(
+        "made a {} MiB snapshot image in {:.0f} ms: {}\n"
+        "  {} pages: {} holes (1 in 8) and {} written as zeros (1 in 64), the rest data\n",
+        *size >> 20, ms_between(t0, Clock::now()), image, pages, shape.holes, shape.written_zeros);
   }
 
   std::unique_ptr<PageServer> server;

@@ -12,8 +12,28 @@
 
 namespace faultline::cli {
 
+namespace {
+
+bool is_hole(uint64_t index) {
+  return index % 8 == 7;
+}
+
+}  // namespace
+
 bool demo_page_is_zero(uint64_t index) {
-  return index % 8 == 7 || index % 64 == 3;
+  return is_hole(index) || index % 64 == 3;
+}
+
+DemoImageShape demo_image_shape(uint64_t pages) {
+  DemoImageShape shape;
+  for (uint64_t i = 0; i < pages; ++i) {
+    if (is_hole(i)) {
+      ++shape.holes;
+    } else if (demo_page_is_zero(i)) {
+      ++shape.written_zeros;
+    }
+  }
+  return shape;
 }
 
 void fill_demo_page(uint64_t index, std::span<std::byte> page) {
@@ -32,7 +52,7 @@ void fill_demo_page(uint64_t index, std::span<std::byte> page) {
   std::memcpy(page.data(), header.data(), header.size());
 }
 
-Status write_demo_image(const std::string& path, uint64_t size) {
+Status write_demo_image(const std::string& path, uint64_t size, std::atomic<uint64_t>* written) {
   if (size == 0 || size % kDemoPage != 0) {
     return invalid_argument(
         fmt::format("demo image size {} is not a positive multiple of {}", size, kDemoPage));
@@ -50,15 +70,15 @@ Status write_demo_image(const std::string& path, uint64_t size) {
     for (uint64_t i = 0; i < count; ++i) {
       fill_demo_page(first + i, std::span(chunk).subspan(i * kDemoPage, kDemoPage));
     }
-    // Runs of pages that are not holes are written; holes (index % 8 == 7) are skipped.
+    // Runs of pages that are not holes are written; holes are skipped.
     uint64_t i = 0;
     while (i < count) {
-      if ((first + i) % 8 == 7) {
+      if (is_hole(first + i)) {
         ++i;
         continue;
       }
       uint64_t end = i;
-      while (end < count && (first + end) % 8 != 7) ++end;
+      while (end < count && !is_hole(first + end)) ++end;
       const auto offset = static_cast<off_t>((first + i) * kDemoPage);
       const size_t length = (end - i) * kDemoPage;
       if (::pwrite(fd.get(), chunk.data() + i * kDemoPage, length, offset) !=
@@ -67,6 +87,7 @@ Status write_demo_image(const std::string& path, uint64_t size) {
       }
       i = end;
     }
+    if (written != nullptr) written->fetch_add(count * kDemoPage, std::memory_order_relaxed);
   }
   if (::fsync(fd.get()) != 0) return io_error(fmt::format("fsync demo image {}", path), errno);
   return Status::ok();

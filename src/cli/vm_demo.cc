@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "cli/progress_line.h"
 #include "core/log.h"
 #include "faultline/page_server.h"
 #include "os_linux/child_process.h"
@@ -35,6 +36,13 @@ Result<nlohmann::json> run_json(const std::string& dir, std::vector<std::string>
   auto j = nlohmann::json::parse(text.str(), nullptr, false);
   if (j.is_discarded()) return Status(ErrorCode::kProtocol, "unreadable JSON from " + args[2]);
   return j;
+}
+
+// run_json with a progress line saying what runs.
+Result<nlohmann::json> run_json_showing(const std::string& what, const std::string& dir,
+                                        std::vector<std::string> args) {
+  ProgressLine progress(what);
+  return run_json(dir, std::move(args));
 }
 
 std::string cell_ms(const nlohmann::json& j, const char* key) {
@@ -68,7 +76,8 @@ int run_vm_demo(const VmDemoOptions& o) {
       "and resumed in fresh processes, lazily and eagerly\n\n",
       o.ram);
   std::fflush(stdout);
-  auto base = run_json(dir, {"vm", "run", "--ram", o.ram, "--quiet"});
+  auto base = run_json_showing("the guest runs uninterrupted, for the reference result", dir,
+                               {"vm", "run", "--ram", o.ram, "--quiet"});
   if (!base.is_ok()) return fail(base.status());
   const uint64_t total = (*base)["progress_total"];
   fmt::print("  uninterrupted run   checksum {}  {} pages  {:.0f} ms\n",
@@ -77,8 +86,9 @@ int run_vm_demo(const VmDemoOptions& o) {
   std::fflush(stdout);
 
   const uint64_t mid = total / 2;
-  auto snap = run_json(dir, {"vm", "run", "--ram", o.ram, "--snapshot-after-progress",
-                             std::to_string(mid), "--state", state, "--mem", mem});
+  auto snap = run_json_showing("the guest runs again and is snapshotted half-way", dir,
+                               {"vm", "run", "--ram", o.ram, "--snapshot-after-progress",
+                                std::to_string(mid), "--state", state, "--mem", mem});
   if (!snap.is_ok()) return fail(snap.status());
   const auto& sj = (*snap)["snapshot"];
   fmt::print(
@@ -88,6 +98,13 @@ int run_vm_demo(const VmDemoOptions& o) {
       sj["ms"].get<double>());
   std::fflush(stdout);
 
+  // The page server's routine lines would land in the table; its warnings still show.
+  const spdlog::level::level_enum level = log().level();
+  log().set_level(std::max(level, spdlog::level::warn));
+  struct RestoreLevel {
+    spdlog::level::level_enum level;
+    ~RestoreLevel() { log().set_level(level); }
+  } restore_level{level};
   auto server = PageServer::start({"unix:" + dir + "/pages.sock", mem, 0});
   if (!server.is_ok()) return fail(server.status());
   struct Column {
@@ -102,7 +119,7 @@ int run_vm_demo(const VmDemoOptions& o) {
   };
   for (Column& c : columns) {
     c.args.insert(c.args.end(), {"--state", state, "--quiet"});
-    auto j = run_json(dir, c.args);
+    auto j = run_json_showing(fmt::format("the snapshot is restored: {}", c.name), dir, c.args);
     if (!j.is_ok()) return fail(j.status());
     c.j = std::move(j).value();
   }
