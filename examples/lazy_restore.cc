@@ -26,7 +26,7 @@ constexpr faultline::Gpa kRamBase = 0x8000'0000;
 constexpr uint64_t kPage = 4096;
 
 int fail(const char* what, const faultline::Status& status) {
-  std::fprintf(stderr, "lazy_restore: %s: %s\n", what, status.to_string().c_str());
+  (void)std::fprintf(stderr, "lazy_restore: %s: %s\n", what, status.to_string().c_str());
   return 1;
 }
 
@@ -34,13 +34,14 @@ int fail(const char* what, const faultline::Status& status) {
 
 int main(int argc, char** argv) {
   if (argc != 2) {
-    std::fprintf(stderr, "usage: %s SNAPSHOT_FILE\n", argv[0]);
+    (void)std::fprintf(stderr, "usage: %s SNAPSHOT_FILE\n", argv[0]);
     return 2;
   }
   const char* snapshot = argv[1];
   struct stat st {};
   if (::stat(snapshot, &st) != 0 || st.st_size == 0 || st.st_size % kPage != 0) {
-    std::fprintf(stderr, "lazy_restore: %s is missing, empty or not whole 4 KiB pages\n", snapshot);
+    (void)std::fprintf(stderr, "lazy_restore: %s is missing, empty or not whole 4 KiB pages\n",
+                       snapshot);
     return 2;
   }
   const auto ram_size = static_cast<uint64_t>(st.st_size);
@@ -90,10 +91,10 @@ int main(int argc, char** argv) {
 
   (*server)->request_shutdown();
   if (auto stopped = (*server)->wait(); !stopped.is_ok()) return fail("fault server", stopped);
-  std::printf("%s\n", pager->stats().to_json().c_str());
-  std::fprintf(stderr, "lazy_restore: %llu pages, %llu wrong\n",
-               static_cast<unsigned long long>(ram_size / kPage),
-               static_cast<unsigned long long>(wrong));
+  (void)std::printf("%s\n", pager->stats().to_json().c_str());
+  (void)std::fprintf(stderr, "lazy_restore: %llu pages, %llu wrong\n",
+                     static_cast<unsigned long long>(ram_size / kPage),
+                     static_cast<unsigned long long>(wrong));
   ::munmap(guest_ram_host_addr, ram_size);
   return wrong == 0 ? 0 : 1;
 }

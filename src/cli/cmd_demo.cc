@@ -257,7 +257,7 @@ int run_demo(const DemoOptions& o) {
     if (kvm.is_ok()) return run_vm_demo(o.vm);
     fmt::print("KVM cannot run the demo guest here ({}); showing the process demo instead\n\n",
                kvm.to_string());
-    std::fflush(stdout);
+    (void)std::fflush(stdout);
   }
   return run_process_demo(o);
 }
@@ -328,7 +328,7 @@ int run_process_demo(const DemoOptions& o) {
     log().error("--source: {} is neither file nor socket", o.source);
     return 2;
   }
-  std::fflush(stdout);  // our lines first, then the restore process's
+  (void)std::fflush(stdout);  // our lines first, then the restore process's
   const int rc = spawn_restore(args);
   if (server) server->stop();
   if (remove_dir) {

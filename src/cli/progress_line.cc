@@ -29,7 +29,7 @@ ProgressLine::~ProgressLine() {
   stop_.store(true);
   drawer_.join();
   fmt::print(stderr, "\r\033[K");
-  std::fflush(stderr);
+  (void)std::fflush(stderr);
 }
 
 void ProgressLine::draw() const {
@@ -43,7 +43,7 @@ void ProgressLine::draw() const {
                100.0 * static_cast<double>(done) / static_cast<double>(total_), done >> 20,
                total_ >> 20, seconds);
   }
-  std::fflush(stderr);
+  (void)std::fflush(stderr);
 }
 
 }  // namespace faultline::cli

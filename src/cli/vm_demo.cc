@@ -75,7 +75,7 @@ int run_vm_demo(const VmDemoOptions& o) {
       "faultline demo: a {} KVM guest runs a memory workload; it is snapshotted mid-way\n"
       "and resumed in fresh processes, lazily and eagerly\n\n",
       o.ram);
-  std::fflush(stdout);
+  (void)std::fflush(stdout);
   auto base = run_json_showing("the guest runs uninterrupted, for the reference result", dir,
                                {"vm", "run", "--ram", o.ram, "--quiet"});
   if (!base.is_ok()) return fail(base.status());
@@ -83,7 +83,7 @@ int run_vm_demo(const VmDemoOptions& o) {
   fmt::print("  uninterrupted run   checksum {}  {} pages  {:.0f} ms\n",
              (*base)["checksum"].get<std::string>(), (*base)["pages"].get<uint64_t>(),
              (*base)["total_ms"].get<double>());
-  std::fflush(stdout);
+  (void)std::fflush(stdout);
 
   const uint64_t mid = total / 2;
   auto snap = run_json_showing("the guest runs again and is snapshotted half-way", dir,
@@ -96,7 +96,7 @@ int run_vm_demo(const VmDemoOptions& o) {
       "                      sparse memory file, {} bytes of state, written in {:.0f} ms\n\n",
       mid, total, sj["data_bytes"].get<uint64_t>() >> 20, sj["state_bytes"].get<uint64_t>(),
       sj["ms"].get<double>());
-  std::fflush(stdout);
+  (void)std::fflush(stdout);
 
   // The page server's routine lines would land in the table; its warnings still show.
   const spdlog::level::level_enum level = log().level();
