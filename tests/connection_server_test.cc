@@ -37,6 +37,7 @@ class ConnectionServerTest : public ::testing::Test {
     auto server = ConnectionServer::start(std::move(listener->fd), std::move(options));
     ASSERT_TRUE(server) << server.status().to_string();
     server_ = std::move(*server);
+    socket_file_ = std::move(listener->socket_file);  // else the socket goes with `listener`
   }
 
   UniqueFd Connect() {
@@ -61,6 +62,7 @@ class ConnectionServerTest : public ::testing::Test {
 
   testing::TempDir dir_;
   SocketAddress address_;
+  SocketFile socket_file_;
   std::atomic<int> refused_{0};
   std::unique_ptr<ConnectionServer> server_;
 };

@@ -1,7 +1,11 @@
 #include "net/socket_address.h"
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+
+#include <cstring>
 
 #include "support/temp_dir.h"
 
@@ -74,13 +78,36 @@ TEST(SocketAddressTest, UnixListenerReplacesAStaleSocketAndIsPrivate) {
   TempDir dir;
   auto address = parse_socket_address("unix:" + dir.file("s.sock"));
   ASSERT_TRUE(address);
-  { ASSERT_TRUE(listen_socket(*address)); }  // leaves the socket file behind
+  {  // a server that died without removing its socket file
+    UniqueFd dead(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::strncpy(sa.sun_path, address->path.c_str(), sizeof sa.sun_path - 1);
+    ASSERT_EQ(::bind(dead.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof sa), 0);
+  }
   auto listener = listen_socket(*address);
   ASSERT_TRUE(listener) << listener.status().to_string();
   struct stat st {};
   ASSERT_EQ(::stat(address->path.c_str(), &st), 0);
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
   EXPECT_EQ(st.st_mode & 0777, 0600);
+}
+
+TEST(SocketAddressTest, AUnixListenerRemovesItsSocketFileButNotOneThatReplacedIt) {
+  TempDir dir;
+  auto address = parse_socket_address("unix:" + dir.file("s.sock"));
+  ASSERT_TRUE(address);
+  struct stat st {};
+  { ASSERT_TRUE(listen_socket(*address)); }
+  EXPECT_NE(::lstat(address->path.c_str(), &st), 0) << "its own socket file outlived it";
+
+  {
+    auto listener = listen_socket(*address);
+    ASSERT_TRUE(listener) << listener.status().to_string();
+    ASSERT_EQ(::unlink(address->path.c_str()), 0);
+    testing::write_file(address->path, {});  // someone else's file now
+  }
+  EXPECT_EQ(::lstat(address->path.c_str(), &st), 0) << "it removed a file it did not create";
 }
 
 TEST(SocketAddressTest, UnixListenerRefusesToReplaceALiveSocketOrAnotherFile) {

@@ -102,8 +102,12 @@ class Pager {
   Result<ServedPage> serve_fault(Gpa gpa, uint64_t page_size, std::span<std::byte> dest,
                                  uint64_t window = 0);
   // Background fill: fetch [gpa, gpa + dest.size()) (inside one region) for a
-  // backend installing pages nobody has asked for yet. Counted apart from faults.
+  // backend installing pages nobody has asked for yet.
+  // Counted apart from faults; bytes_served counts only what the backend then
+  // reports installed with count_installed_ahead (not pages another install
+  // got to first, nor an install that failed).
   Result<PageKind> fetch_ahead(Gpa gpa, std::span<std::byte> dest);
+  void count_installed_ahead(uint64_t bytes);
 
   bool contains_gpa(Gpa gpa) const;
   // True if the whole of [base, base + size) lies inside one region.

@@ -6,7 +6,9 @@
 // then on every fault in those regions is served with the bytes at
 // offset + (addr - base_host_virt_addr) of the snapshot memory file (or of a
 // page server serving that file). Sessions are independent: a bad handshake or
-// a VM that exits or crashes ends its own session and nothing else.
+// a VM that exits or crashes ends its own session and nothing else. A VM whose
+// handshake is refused gets SIGBUS on its faults (or is killed where the
+// kernel cannot poison pages) rather than waiting for ever.
 #pragma once
 
 #include <chrono>
@@ -23,6 +25,9 @@ struct UffdHandlerOptions {
   std::string mem_file;      // the snapshot memory file, or ...
   std::string page_server;   // ... "unix:PATH" / "tcp:HOST:PORT" of `faultline serve-pages`
   std::string stats_socket;  // JSON stats for `faultline stats`; default: socket_path + ".stats"
+  // Names this socket's sessions "NAME-1", "NAME-2", ... (by connection) in
+  // logs and stats, so a platform can tell its VMs apart; empty: ids only.
+  std::string session_name;
   int threads_per_session = 1;
   size_t max_sessions = 64;
   std::chrono::milliseconds handshake_timeout{5000};
@@ -44,7 +49,8 @@ class UffdHandler {
 
   // Ends every session (logging its stats) and stops listening.
   void stop();
-  // Live sessions with their counters and latency, and totals, as JSON.
+  // Live sessions with their counters and latency, totals, and the last
+  // ended ones (refused handshakes too) with how each ended, as JSON.
   std::string stats_json() const;
   const std::string& socket_path() const;
   const std::string& stats_socket_path() const;

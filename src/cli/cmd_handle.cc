@@ -76,10 +76,19 @@ void add_handle_command(CLI::App& app) {
       ->capture_default_str();
   handle->add_flag("--background-fill", options->background_fill,
                    "install each VM's untouched memory in the background");
-  handle->callback([options, mem, server] {
+  handle->add_option("--session-name", options->session_name,
+                     "name this socket's sessions NAME-1, NAME-2, ... in logs and stats");
+  auto handshake_ms = std::make_shared<int64_t>(options->handshake_timeout.count());
+  handle
+      ->add_option("--handshake-timeout", *handshake_ms,
+                   "milliseconds a VM may take to send its handshake")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  handle->callback([options, mem, server, handshake_ms] {
     if (mem->count() == 0 && server->count() == 0) {
       fail("handle", "give --mem-file FILE or --page-server ADDRESS");
     }
+    options->handshake_timeout = std::chrono::milliseconds(*handshake_ms);
     run_handle(*options);
   });
 

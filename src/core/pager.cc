@@ -184,8 +184,11 @@ Result<PageKind> Pager::fetch_ahead(Gpa gpa, std::span<std::byte> dest) {
     return fetched.status();
   }
   p.counters_.fetched_ahead_pages.fetch_add(dest.size() / kMinPageSize, std::memory_order_relaxed);
-  p.counters_.bytes_served.fetch_add(dest.size(), std::memory_order_relaxed);
   return fetched;
+}
+
+void Pager::count_installed_ahead(uint64_t bytes) {
+  impl_->counters_.bytes_served.fetch_add(bytes, std::memory_order_relaxed);
 }
 
 Status Pager::prewarm() {

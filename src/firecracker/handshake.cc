@@ -11,6 +11,18 @@ namespace {
 
 using nlohmann::json;
 
+// Error messages quote the client's JSON, but never more than this of it: a
+// rejected handshake may be 64 KiB, and every byte would reach the log.
+constexpr size_t kMaxQuoted = 64;
+
+std::string quoted(const json& value) {
+  std::string text = value.dump(-1, ' ', /*ensure_ascii=*/true);  // cut anywhere, still text
+  if (text.size() <= kMaxQuoted) return text;
+  const size_t cut = text.size() - kMaxQuoted;
+  text.resize(kMaxQuoted);
+  return fmt::format("{}... ({} more bytes cut)", text, cut);
+}
+
 Result<uint64_t> unsigned_field(const json& region, size_t index, const char* name, bool required) {
   auto it = region.find(name);
   if (it == region.end()) {
@@ -19,7 +31,7 @@ Result<uint64_t> unsigned_field(const json& region, size_t index, const char* na
   }
   if (!it->is_number_unsigned()) {
     return invalid_argument(
-        fmt::format("region {}: \"{}\" is {}, not an unsigned integer", index, name, it->dump()));
+        fmt::format("region {}: \"{}\" is {}, not an unsigned integer", index, name, quoted(*it)));
   }
   return it->get<uint64_t>();
 }
@@ -48,7 +60,7 @@ Result<uint64_t> page_size_of(const json& region, size_t index, const HandshakeL
 Result<RegionMapping> parse_region(const json& region, size_t index,
                                    const HandshakeLimits& limits) {
   if (!region.is_object()) {
-    return invalid_argument(fmt::format("region {} is {}, not an object", index, region.dump()));
+    return invalid_argument(fmt::format("region {} is {}, not an object", index, quoted(region)));
   }
   RegionMapping m;
   for (auto [field, name] : {std::pair{&m.base_host_virt_addr, "base_host_virt_addr"},

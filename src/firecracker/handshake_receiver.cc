@@ -28,22 +28,24 @@ int remaining_ms(Clock::time_point deadline) {
 
 }  // namespace
 
-Result<ReceivedHandshake> receive_handshake(int connection, std::chrono::milliseconds timeout,
-                                            size_t max_bytes) {
-  ReceivedHandshake got;
+Status receive_handshake(int connection, int stop_fd, std::chrono::milliseconds timeout,
+                         ReceivedHandshake& got, size_t max_bytes) {
   const auto deadline = Clock::now() + timeout;
   std::optional<Clock::time_point> json_complete_at;
   std::vector<char> chunk(std::min<size_t>(max_bytes, 16 * 1024));
   for (;;) {
     const bool json_done = !got.json.empty() && !is_incomplete_json(got.json);
-    if (json_done && got.uffd) return got;
+    if (json_done && got.uffd) return Status::ok();
     if (json_done && !json_complete_at) json_complete_at = Clock::now();
     auto wait_until = deadline;
     if (json_complete_at) wait_until = std::min(deadline, *json_complete_at + kLateFdWait);
-    pollfd pfd{connection, POLLIN, 0};
-    int ready = ::poll(&pfd, 1, remaining_ms(wait_until));
+    pollfd waits[2] = {{connection, POLLIN, 0}, {stop_fd, POLLIN, 0}};
+    int ready = ::poll(waits, stop_fd >= 0 ? 2 : 1, remaining_ms(wait_until));
     if (ready < 0 && errno == EINTR) continue;
     if (ready < 0) return io_error("poll on the handshake connection", errno);
+    if (ready > 0 && waits[1].revents != 0) {
+      return Status(ErrorCode::kShutdown, "the handler stopped before the handshake was complete");
+    }
     if (ready == 0) {
       if (json_done) {
         return invalid_argument(fmt::format(
@@ -97,7 +99,7 @@ Result<ReceivedHandshake> receive_handshake(int connection, std::chrono::millise
         return invalid_argument(fmt::format(
             "the handshake ({} bytes of JSON) carried no userfaultfd descriptor", got.json.size()));
       }
-      return got;
+      return Status::ok();
     }
     got.json.append(chunk.data(), static_cast<size_t>(n));
     if (got.json.size() > max_bytes) {

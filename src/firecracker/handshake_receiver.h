@@ -17,9 +17,12 @@ struct ReceivedHandshake {
 
 // Reads until the JSON is complete (or cannot become valid) and a descriptor
 // has come. A message without the descriptor is retried briefly, as
-// Firecracker occasionally sends it that way. Errors name what was missing.
-Result<ReceivedHandshake> receive_handshake(int connection, std::chrono::milliseconds timeout,
-                                            size_t max_bytes = 64 * 1024);
+// Firecracker occasionally sends it that way. Errors name what was missing;
+// `got` keeps what came even then, the descriptor too, for the refusal (the
+// VM's faults on it must still be answered: refusal.h).
+// Gives up with kShutdown as soon as `stop_fd` (if not -1) becomes readable.
+Status receive_handshake(int connection, int stop_fd, std::chrono::milliseconds timeout,
+                         ReceivedHandshake& got, size_t max_bytes = 64 * 1024);
 
 // kInvalidArgument unless `fd` is a userfaultfd.
 Status check_is_userfaultfd(int fd);

@@ -8,9 +8,14 @@
 
 namespace faultline::firecracker {
 
+std::string session_label(uint64_t id, const std::string& name, int pid) {
+  if (name.empty()) return fmt::format("session {} (pid {})", id, pid);
+  return fmt::format("session {} \"{}\" (pid {})", id, name, pid);
+}
+
 Result<std::unique_ptr<Session>> Session::start(uint64_t id, int peer_pid,
                                                 ReceivedHandshake handshake,
-                                                const SessionConfig& config) {
+                                                const SessionConfig& config, std::string name) {
   Status is_uffd = check_is_userfaultfd(handshake.uffd.get());
   if (!is_uffd.is_ok()) return is_uffd;
   Result<std::vector<RegionMapping>> regions = parse_region_mappings(handshake.json, config.limits);
@@ -28,7 +33,7 @@ Result<std::unique_ptr<Session>> Session::start(uint64_t id, int peer_pid,
   }
   FaultServerOptions options;
   options.threads = config.threads;
-  options.name = fmt::format("session {} (pid {})", id, peer_pid);
+  options.name = session_label(id, name, peer_pid);
   options.max_page_size = config.limits.max_page_size;
   options.fault_around_max = config.fault_around_max;
   options.background_fill = config.background_fill;
@@ -41,35 +46,46 @@ Result<std::unique_ptr<Session>> Session::start(uint64_t id, int peer_pid,
   }
   Status started = (*server)->start();
   if (!started.is_ok()) return started;
-  return std::unique_ptr<Session>(new Session(id, peer_pid, std::move(regions).value(),
-                                              std::move(pager), std::move(server).value()));
+  return std::unique_ptr<Session>(new Session(id, peer_pid, std::move(name),
+                                              std::move(regions).value(), std::move(pager),
+                                              std::move(server).value()));
 }
 
-Session::Session(uint64_t id, int pid, std::vector<RegionMapping> regions, PagerHandle pager,
-                 std::unique_ptr<FaultServer> server)
+Session::Session(uint64_t id, int pid, std::string name, std::vector<RegionMapping> regions,
+                 PagerHandle pager, std::unique_ptr<FaultServer> server)
     : id_(id),
       pid_(pid),
+      name_(std::move(name)),
+      label_(session_label(id, name_, pid)),
       regions_(std::move(regions)),
       pager_(std::move(pager)),
       server_(std::move(server)),
       started_(std::chrono::steady_clock::now()) {}
 
-void Session::serve_until_done(int connection, int stop_fd) {
+std::string Session::serve_until_done(int connection, int stop_fd) {
   pollfd fds[2] = {{connection, POLLIN, 0}, {stop_fd, POLLIN, 0}};
   char discard[256];
+  std::string how = "the VM disconnected";
   while (server_->running()) {
     int ready = ::poll(fds, 2, 200);
     if (ready < 0 && errno != EINTR) break;
     if (ready <= 0) continue;
-    if (fds[1].revents != 0) break;
+    if (fds[1].revents != 0) {
+      how = "the handler stopped";
+      break;
+    }
     if ((fds[0].revents & (POLLHUP | POLLERR)) != 0) break;
     if ((fds[0].revents & POLLIN) != 0 && ::read(connection, discard, sizeof discard) <= 0) break;
   }
+  const bool server_ended_first = !server_->running();
   server_->request_shutdown();
   Status stopped = server_->wait();
   if (!stopped.is_ok() && stopped.code() != ErrorCode::kUnavailable) {
-    log().error("session {}: stopped: {}", id_, stopped.to_string());
+    log().error("{}: stopped: {}", label_, stopped.to_string());
+    return "serving failed: " + stopped.message();
   }
+  if (server_ended_first) return "the VM exited (its userfaultfd hung up)";
+  return how;
 }
 
 nlohmann::ordered_json Session::stats() const {
@@ -79,6 +95,7 @@ nlohmann::ordered_json Session::stats() const {
   for (const RegionMapping& r : regions_) mapped += r.size;
   return {
       {"id", id_},
+      {"name", name_},
       {"pid", pid_},
       {"regions", regions_.size()},
       {"mapped_bytes", mapped},
@@ -104,12 +121,12 @@ nlohmann::ordered_json Session::stats() const {
   };
 }
 
-std::string Session::summary() const {
+std::string Session::summary(const std::string& how_it_ended) const {
   const auto j = stats();
   return fmt::format(
-      "session {} (pid {}) ended after {:.1f} s: {} faults, {:.1f} MiB served, {} zero pages, "
+      "{} ended after {:.1f} s ({}): {} faults, {:.1f} MiB served, {} zero pages, "
       "{} removed ranges, {} source errors, fetch latency p50 {:.1f} us p99 {:.1f} us",
-      id_, pid_, j["seconds"].get<double>(), j["faults"].get<uint64_t>(),
+      label_, j["seconds"].get<double>(), how_it_ended, j["faults"].get<uint64_t>(),
       static_cast<double>(j["bytes_served"].get<uint64_t>()) / (1 << 20),
       j["zero_pages"].get<uint64_t>(), j["removed_ranges"].get<uint64_t>(),
       j["source_errors"].get<uint64_t>(), j["latency_us"]["p50"].get<double>(),

@@ -17,6 +17,10 @@
 
 namespace faultline::firecracker {
 
+// How a session appears in log lines: "session 3 (pid 42)", or with the
+// operator's name "session 3 \"web-3\" (pid 42)".
+std::string session_label(uint64_t id, const std::string& name, int pid);
+
 struct SessionConfig {
   std::function<Result<std::unique_ptr<PageSource>>()> open_source;
   HandshakeLimits limits;
@@ -28,26 +32,32 @@ struct SessionConfig {
 
 class Session {
  public:
-  // Validates the handshake, builds the pager and starts serving.
+  // Validates the handshake, builds the pager and starts serving. `name` (may
+  // be empty) is the operator's, shown in logs and stats.
   static Result<std::unique_ptr<Session>> start(uint64_t id, int peer_pid,
                                                 ReceivedHandshake handshake,
-                                                const SessionConfig& config);
+                                                const SessionConfig& config, std::string name = {});
 
   // Blocks until the VM goes away (its connection closes or its userfaultfd
-  // hangs up) or `stop_fd` becomes readable; then stops serving.
-  void serve_until_done(int connection, int stop_fd);
+  // hangs up) or `stop_fd` becomes readable; then stops serving. Returns how
+  // it ended, for the log and the stats ("the VM disconnected", ...).
+  std::string serve_until_done(int connection, int stop_fd);
 
   nlohmann::ordered_json stats() const;
   // One line for the log when the session ends.
-  std::string summary() const;
+  std::string summary(const std::string& how_it_ended) const;
   uint64_t id() const { return id_; }
+  // "session 3 (pid 42)", or "session 3 \"web-3\" (pid 42)" with a name.
+  const std::string& label() const { return label_; }
 
  private:
-  Session(uint64_t id, int pid, std::vector<RegionMapping> regions, PagerHandle pager,
-          std::unique_ptr<FaultServer> server);
+  Session(uint64_t id, int pid, std::string name, std::vector<RegionMapping> regions,
+          PagerHandle pager, std::unique_ptr<FaultServer> server);
 
   uint64_t id_;
   int pid_;
+  std::string name_;
+  std::string label_;
   std::vector<RegionMapping> regions_;
   PagerHandle pager_;
   std::unique_ptr<FaultServer> server_;

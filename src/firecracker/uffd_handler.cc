@@ -1,6 +1,7 @@
 // The handler daemon: one listener for VMs, one for stats, a thread per session.
 #include "faultline/uffd_handler.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -13,7 +14,9 @@
 
 #include "core/log.h"
 #include "firecracker/handshake_receiver.h"
+#include "firecracker/refusal.h"
 #include "firecracker/session.h"
+#include "firecracker/session_history.h"
 #include "net/connection_server.h"
 #include "net/socket_address.h"
 #include "net/socket_io.h"
@@ -57,11 +60,12 @@ class UffdHandler::Impl {
         return connect_socket_page_source(address);
       };
     }
-    UniqueFd vm_listener;
-    UniqueFd stats_listener;
-    Status s = listen_on(options_.socket_path, vm_listener);
-    if (s.is_ok()) s = listen_on(options_.stats_socket, stats_listener);
-    if (!s.is_ok()) return s;
+    // A listener that fails leaves the path as it was; one made here already
+    // takes its socket file with it when this returns early.
+    auto vm_listener = listen_on(options_.socket_path);
+    if (!vm_listener.is_ok()) return vm_listener.status();
+    auto stats_listener = listen_on(options_.stats_socket);
+    if (!stats_listener.is_ok()) return stats_listener.status();
     net::ConnectionServerOptions vms;
     vms.name = "handler";
     vms.max_connections = options_.max_sessions;
@@ -71,16 +75,19 @@ class UffdHandler::Impl {
                   firecracker::peer_pid(fd), live);
       rejected_.fetch_add(1);
     };
-    auto vm_server = net::ConnectionServer::start(std::move(vm_listener), std::move(vms));
+    auto vm_server = net::ConnectionServer::start(std::move(vm_listener->fd), std::move(vms));
     if (!vm_server.is_ok()) return vm_server.status();
     vm_server_ = std::move(vm_server).value();
     net::ConnectionServerOptions stats;
     stats.name = "handler stats";
     stats.max_connections = kMaxStatsReaders;
     stats.serve = [this](const net::Connection& c) { answer_stats(c.fd); };
-    auto stats_server = net::ConnectionServer::start(std::move(stats_listener), std::move(stats));
+    auto stats_server =
+        net::ConnectionServer::start(std::move(stats_listener->fd), std::move(stats));
     if (!stats_server.is_ok()) return stats_server.status();
     stats_server_ = std::move(stats_server).value();
+    vm_socket_file_ = std::move(vm_listener->socket_file);
+    stats_socket_file_ = std::move(stats_listener->socket_file);
     log().info("handling Firecracker page faults on {} (stats on {}), pages from {}",
                options_.socket_path, options_.stats_socket,
                options_.mem_file.empty() ? options_.page_server : options_.mem_file);
@@ -93,9 +100,9 @@ class UffdHandler::Impl {
     if (stopped_.exchange(true)) return;
     if (vm_server_) vm_server_->stop();
     if (stats_server_) stats_server_->stop();
-    for (const std::string& path : {options_.socket_path, options_.stats_socket}) {
-      ::unlink(path.c_str());
-    }
+    // Only the files this handler bound, and only if nobody has replaced them.
+    vm_socket_file_.remove();
+    stats_socket_file_.remove();
   }
 
   std::string stats_json() const {
@@ -110,12 +117,15 @@ class UffdHandler::Impl {
     }
     nlohmann::ordered_json j = {
         {"socket", options_.socket_path},
+        {"session_name", options_.session_name},
         {"source", options_.mem_file.empty() ? options_.page_server : options_.mem_file},
         {"live_sessions", live},
         {"sessions_started", started_.load()},
         {"sessions_ended", ended_.load()},
         {"handshakes_rejected", rejected_.load()},
         {"sessions", sessions},
+        {"ended_sessions", history_.to_json()},
+        {"ended_sessions_forgotten", history_.forgotten()},
     };
     return j.dump(2);
   }
@@ -126,13 +136,10 @@ class UffdHandler::Impl {
   // Stats readers are served one thread each, like VMs; a few at once is plenty.
   static constexpr size_t kMaxStatsReaders = 16;
 
-  Status listen_on(const std::string& path, UniqueFd& out) {
+  static Result<net::Listener> listen_on(const std::string& path) {
     auto address = net::parse_socket_address("unix:" + path);
     if (!address.is_ok()) return address.status();
-    auto listener = net::listen_socket(*address);
-    if (!listener.is_ok()) return listener.status();
-    out = std::move(listener->fd);
-    return Status::ok();
+    return net::listen_socket(*address);
   }
 
   void answer_stats(int client) {
@@ -141,38 +148,88 @@ class UffdHandler::Impl {
                           net::deadline_after(std::chrono::seconds(1)));
   }
 
+  // "NAME-ID" for the operator's --session-name, numbered by connection.
+  std::string session_name(uint64_t id) const {
+    return options_.session_name.empty() ? "" : fmt::format("{}-{}", options_.session_name, id);
+  }
+
   void run_session(const net::Connection& connection) {
     const uint64_t id = connection.id;
     const int pid = firecracker::peer_pid(connection.fd);
-    auto handshake = firecracker::receive_handshake(connection.fd, options_.handshake_timeout);
-    Result<std::unique_ptr<Session>> session =
-        handshake.is_ok() ? Session::start(id, pid, std::move(handshake).value(), config_)
-                          : Result<std::unique_ptr<Session>>(handshake.status());
-    if (!session.is_ok()) {
-      rejected_.fetch_add(1);
-      log().error("session {} (pid {}): handshake rejected, connection closed: {}", id, pid,
-                  session.status().to_string());
+    const std::string name = session_name(id);
+    firecracker::ReceivedHandshake handshake;
+    Status received = firecracker::receive_handshake(connection.fd, connection.stop_fd,
+                                                     options_.handshake_timeout, handshake);
+    if (received.code() == ErrorCode::kShutdown) {
+      log().info("{}: {}", firecracker::session_label(id, name, pid), received.message());
       return;
     }
+    // Our own copy of the VM's userfaultfd, in case the session refuses it.
+    UniqueFd uffd(handshake.uffd ? ::fcntl(handshake.uffd.get(), F_DUPFD_CLOEXEC, 0) : -1);
+    Result<std::unique_ptr<Session>> session =
+        received.is_ok() ? Session::start(id, pid, std::move(handshake), config_, name)
+                         : Result<std::unique_ptr<Session>>(received);
+    if (!session.is_ok()) {
+      refuse(connection, name, pid, session.status(), std::move(uffd));
+      return;
+    }
+    uffd.reset();
     started_.fetch_add(1);
     Session* live = session->get();
     {
       std::lock_guard lock(mu_);
       sessions_.emplace(id, live);
     }
-    log().info("session {} (pid {}): serving", id, pid);
-    live->serve_until_done(connection.fd, connection.stop_fd);
-    log().info("{}", live->summary());
+    log().info("{}: serving", live->label());
+    const std::string how = live->serve_until_done(connection.fd, connection.stop_fd);
+    log().info("{}", live->summary(how));
+    history_.add(live->stats(), how);
     ended_.fetch_add(1);
     // Out of the stats before it is freed (at the end of this scope).
     std::lock_guard lock(mu_);
     sessions_.erase(id);
   }
 
+  void refuse(const net::Connection& connection, const std::string& name, int pid,
+              const Status& why, UniqueFd uffd) {
+    rejected_.fetch_add(1);
+    const std::string label = firecracker::session_label(connection.id, name, pid);
+    log().error("{}: handshake rejected: {}", label, why.to_string());
+    const auto began = std::chrono::steady_clock::now();
+    const firecracker::RefusalReport report =
+        firecracker::refuse_vm(std::move(uffd), connection.fd, connection.stop_fd, label);
+    nlohmann::ordered_json summary = {
+        {"id", connection.id},
+        {"name", name},
+        {"pid", pid},
+        {"seconds",
+         std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count()},
+        {"refusal", refusal_name(report.outcome)},
+        {"poisoned", report.poisoned_faults},
+    };
+    history_.add(std::move(summary), "handshake rejected: " + why.message());
+  }
+
+  static const char* refusal_name(firecracker::RefusalOutcome outcome) {
+    switch (outcome) {
+      case firecracker::RefusalOutcome::kNothingToAnswer:
+        return "closed";
+      case firecracker::RefusalOutcome::kFaultsPoisoned:
+        return "faults answered with SIGBUS";
+      case firecracker::RefusalOutcome::kPeerKilled:
+        return "peer killed";
+      case firecracker::RefusalOutcome::kPeerNotKilled:
+        return "peer could not be killed";
+    }
+    return "closed";
+  }
+
   UffdHandlerOptions options_;
   firecracker::SessionConfig config_;
   std::unique_ptr<net::ConnectionServer> vm_server_;
   std::unique_ptr<net::ConnectionServer> stats_server_;
+  net::SocketFile vm_socket_file_;
+  net::SocketFile stats_socket_file_;
   std::atomic<bool> stopped_{false};
 
   mutable std::mutex mu_;
@@ -181,6 +238,7 @@ class UffdHandler::Impl {
   std::atomic<uint64_t> started_{0};
   std::atomic<uint64_t> ended_{0};
   std::atomic<uint64_t> rejected_{0};
+  firecracker::SessionHistory history_;
 };
 
 UffdHandler::UffdHandler(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -221,13 +221,12 @@ Result<Listener> listen_unix(const SocketAddress& address, int backlog) {
   if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof(sa)) != 0) {
     return io_error(fmt::format("bind {}", address.to_string()), errno);
   }
+  SocketFile socket_file = SocketFile::claim(address.path);  // from here on, ours to remove
   // Nobody can connect before listen(), so tightening here leaves no window.
   if (::chmod(address.path.c_str(), 0600) != 0 || ::listen(fd.get(), backlog) != 0) {
-    Status status = io_error(fmt::format("listen on {}", address.to_string()), errno);
-    ::unlink(address.path.c_str());
-    return status;
+    return io_error(fmt::format("listen on {}", address.to_string()), errno);
   }
-  return Listener{std::move(fd), address};
+  return Listener{std::move(fd), address, std::move(socket_file)};
 }
 
 Result<Listener> listen_tcp(const SocketAddress& address, int backlog) {
@@ -253,7 +252,7 @@ Result<Listener> listen_tcp(const SocketAddress& address, int backlog) {
     actual.port =
         ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6*>(&bound)->sin6_port
                                           : reinterpret_cast<const sockaddr_in*>(&bound)->sin_port);
-    return Listener{std::move(fd), std::move(actual)};
+    return Listener{std::move(fd), std::move(actual), {}};
   }
   return last_error;
 }

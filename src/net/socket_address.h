@@ -9,6 +9,7 @@
 
 #include "faultline/status.h"
 #include "faultline/unique_fd.h"
+#include "net/socket_file.h"
 
 namespace faultline::net {
 
@@ -33,10 +34,14 @@ Result<UniqueFd> connect_socket(const SocketAddress& address, std::chrono::milli
 struct Listener {
   UniqueFd fd;            // listening, CLOEXEC, non-blocking
   SocketAddress address;  // as clients should connect: the real port for "tcp:HOST:0"
+  // Unix: the socket file bound, removed when this goes (keep it as long as
+  // the listener serves). TCP: nothing.
+  SocketFile socket_file;
 };
 
 // Unix: removes a stale socket file (only a socket nobody listens on), binds,
-// makes the file 0600 and only then listens. TCP: SO_REUSEADDR, binds, listens.
+// makes the file 0600 and only then listens; a failure leaves whatever was at
+// the path where it was. TCP: SO_REUSEADDR, binds, listens.
 Result<Listener> listen_socket(const SocketAddress& address, int backlog = 128);
 
 // Whether only this host can reach the address: a Unix socket, or a TCP host

@@ -72,7 +72,12 @@ bool FaultServer::Impl::fill_mapping(Mapping& m, std::span<std::byte> buffer) {
       return false;
     }
     const std::byte* src = *fetched == PageKind::kData ? chunk.data() : nullptr;
-    Result<Installed> installed = install_range(m, host, chunk.size(), src, buffer);
+    uint64_t installed_bytes = 0;
+    Result<Installed> installed =
+        install_range(m, host, chunk.size(), src, buffer, &installed_bytes);
+    // Only what reached guest memory is served: not pages demand faults
+    // installed first, nor a chunk that must be fetched again.
+    pager_->count_installed_ahead(installed_bytes);
     if (!installed.is_ok()) {
       log().warn("{}: background fill stops: {}", options_.name, installed.status().to_string());
       return false;

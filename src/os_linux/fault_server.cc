@@ -213,6 +213,11 @@ Result<std::unique_ptr<FaultServer>> FaultServer::create(PagerHandle pager,
 Result<std::unique_ptr<FaultServer>> FaultServer::adopt(PagerHandle pager, UniqueFd uffd,
                                                         FaultServerOptions options) {
   if (!uffd) return invalid_argument("adopted userfaultfd is not a valid descriptor");
+  if (!linux_uffd::api_done(uffd.get())) {
+    return invalid_argument(
+        "the userfaultfd was never initialised: its owner must do UFFDIO_API (and register "
+        "its memory) before handing it over");
+  }
   int flags = ::fcntl(uffd.get(), F_GETFL);
   if (flags < 0 || ::fcntl(uffd.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
     return io_error("making the adopted userfaultfd non-blocking", errno);

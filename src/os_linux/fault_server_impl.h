@@ -68,8 +68,10 @@ class FaultServer::Impl {
   Served serve_fault_at(uint64_t address, ThreadState& t);
 
   // page_installer.cc
+  // `installed_bytes` (if given) grows by what this call itself installed.
   Result<Installed> install_range(Mapping& m, uint64_t host, uint64_t len, const std::byte* src,
-                                  std::span<std::byte> scratch);
+                                  std::span<std::byte> scratch,
+                                  uint64_t* installed_bytes = nullptr);
   Served fail_fault(Mapping* m, uint64_t host_page, uint64_t page_size, const Status& why);
   bool poison_page(uint64_t host_page, uint64_t page_size);
   void poison_unresident();

@@ -14,10 +14,12 @@ namespace faultline {
 // at `src`, or zeros when `src` is null (through `scratch` where
 // UFFDIO_ZEROPAGE is not allowed, as on hugetlbfs). Pages already there are
 // skipped. A page removed meanwhile never receives `src` bytes: the range is
-// cut short before it, and a removed first page gets zeros.
+// cut short before it, and a removed first page gets zeros. Pages skipped
+// (there already) or left (an error, kAgain) are not in `installed_bytes`.
 Result<Installed> FaultServer::Impl::install_range(Mapping& m, uint64_t host, uint64_t len,
                                                    const std::byte* src,
-                                                   std::span<std::byte> scratch) {
+                                                   std::span<std::byte> scratch,
+                                                   uint64_t* installed_bytes) {
   std::shared_lock lock(events_mu_);
   const uint64_t page_size = m.layout.page_size;
   if (src != nullptr) {
@@ -43,6 +45,7 @@ Result<Installed> FaultServer::Impl::install_range(Mapping& m, uint64_t host, ui
         use_zeropage ? linux_uffd::zeropage(uffd_.get(), host + done, len - done)
                      : linux_uffd::copy(uffd_.get(), host + done, src + done, len - done);
     if (r.done > 0) m.mark_resident(host + done, r.done);
+    if (installed_bytes != nullptr) *installed_bytes += r.done;
     done += r.done;
     switch (r.error) {
       case 0:

@@ -114,6 +114,10 @@ bool can_poison(int uffd) {
   return errno == EFAULT || errno == EAGAIN;
 }
 
+bool api_done(int uffd) {
+  return ::ioctl(uffd, UFFDIO_WAKE, nullptr) != 0 && errno == EFAULT;
+}
+
 int wake(int uffd, uint64_t start, uint64_t len) {
   uffdio_range range{start, len};
   return ::ioctl(uffd, UFFDIO_WAKE, &range) == 0 ? 0 : errno;

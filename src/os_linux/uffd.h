@@ -54,4 +54,9 @@ int wake(int uffd, uint64_t start, uint64_t len);  // 0 or errno
 // fails a null argument with EFAULT, one that does not with EINVAL or ENOTTY.
 bool can_poison(int uffd);
 
+// Whether anyone has done UFFDIO_API on `uffd`. Before that every other ioctl
+// fails with EINVAL (so no memory can be registered with it) and poll reports
+// POLLERR. Asked the same way: a null UFFDIO_WAKE fails with EFAULT only after.
+bool api_done(int uffd);
+
 }  // namespace faultline::linux_uffd

@@ -13,7 +13,6 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>
-#include <optional>
 #include <vector>
 
 #include "core/log.h"
@@ -36,20 +35,6 @@ namespace {
 constexpr std::chrono::seconds kReplyWriteTimeout{30};
 constexpr std::chrono::seconds kTlsHandshakeTimeout{10};
 
-// Identifies the socket file this server created, so that stop() never removes
-// a file someone else has put there since.
-struct FileIdentity {
-  dev_t dev = 0;
-  ino_t ino = 0;
-  bool operator==(const FileIdentity&) const = default;
-};
-
-std::optional<FileIdentity> identify(const std::string& path) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) return std::nullopt;
-  return FileIdentity{st.st_dev, st.st_ino};
-}
-
 }  // namespace
 
 class PageServer::Impl {
@@ -71,9 +56,6 @@ class PageServer::Impl {
     image_.compression = compression;
     image_.push = options.push;
     image_.push_chunk = options.push_chunk;
-    if (listener_.address.kind == net::SocketAddress::Kind::kUnix) {
-      socket_file_ = identify(listener_.address.path);
-    }
   }
 
   Status listen() {
@@ -114,9 +96,7 @@ class PageServer::Impl {
     std::lock_guard stop_lock(stop_mu_);
     if (stopped_) return;
     if (server_) server_->stop();
-    if (socket_file_ && identify(listener_.address.path) == socket_file_) {
-      ::unlink(listener_.address.path.c_str());
-    }
+    listener_.socket_file.remove();  // only the file this server bound, if still there
     stopped_ = true;
   }
 
@@ -252,13 +232,12 @@ class PageServer::Impl {
 
   const std::unique_ptr<PageSource> source_;
   const std::shared_ptr<net::TlsContext> tls_;  // null: plain
-  net::Listener listener_;
+  net::Listener listener_;  // its fd moves to server_; its socket file stays here
   const std::string address_;
   const int max_clients_;
   const std::function<void()> on_complete_;
   ServedImage image_;
   V2Counters v2_;
-  std::optional<FileIdentity> socket_file_;
   std::unique_ptr<net::ConnectionServer> server_;
 
   std::mutex stop_mu_;

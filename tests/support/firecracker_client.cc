@@ -124,11 +124,18 @@ Status FirecrackerClient::connect_and_send(const std::string& socket_path) {
   return send_with_fd(connection_.get(), mappings_json(), uffd_.get());
 }
 
+Result<UniqueFd> send_handshake(const std::string& socket_path, std::string_view bytes, int fd) {
+  auto connection = connect_unix(socket_path);
+  if (!connection.is_ok()) return connection.status();
+  Status sent = send_with_fd(connection->get(), bytes, fd);
+  if (!sent.is_ok()) return sent;
+  return connection;
+}
+
 bool send_and_expect_hang_up(const std::string& socket_path, std::string_view bytes, int fd,
                              bool close_after_sending) {
-  auto connection = connect_unix(socket_path);
+  auto connection = send_handshake(socket_path, bytes, fd);
   if (!connection.is_ok()) return false;
-  if (!send_with_fd(connection->get(), bytes, fd).is_ok()) return false;
   if (close_after_sending) {
     ::shutdown(connection->get(), SHUT_WR);
   }

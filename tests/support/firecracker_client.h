@@ -63,6 +63,10 @@ class FirecrackerClient {
   UniqueFd connection_;
 };
 
+// Connects to the handler at `socket_path` and sends `bytes` with `fd`
+// attached unless it is negative; returns the connection, left open.
+Result<UniqueFd> send_handshake(const std::string& socket_path, std::string_view bytes, int fd);
+
 // Sends `bytes` to the handler at `socket_path`, with `fd` attached unless it
 // is negative, then waits (up to 10 s) for the handler to close the
 // connection. Returns true if it did.

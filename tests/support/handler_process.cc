@@ -80,6 +80,18 @@ int HandlerProcess::terminate() {
   return child_.wait().raw;
 }
 
+std::optional<int> HandlerProcess::terminate_within(std::chrono::milliseconds hang_guard) {
+  if (!child_.running()) return std::nullopt;
+  child_.signal(SIGTERM);
+  const auto give_up = std::chrono::steady_clock::now() + hang_guard;
+  while (std::chrono::steady_clock::now() < give_up) {
+    if (auto status = child_.try_wait()) return status->raw;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  child_.kill();
+  return std::nullopt;
+}
+
 nlohmann::json HandlerProcess::stats() const {
   std::string text = read_stats(socket_ + ".stats");
   return nlohmann::json::parse(text, nullptr, false);

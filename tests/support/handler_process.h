@@ -3,7 +3,9 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +33,10 @@ class HandlerProcess {
   void signal(int signo) const { child_.signal(signo); }
   // SIGTERM and wait; returns the exit status (as waitpid reports it).
   int terminate();
+  // SIGTERM and wait at most `hang_guard`: the exit status, or nothing (and
+  // the handler killed) if it was still running then.
+  std::optional<int> terminate_within(std::chrono::milliseconds hang_guard);
+  pid_t pid() const { return child_.pid(); }
 
  private:
   std::string cli_;
