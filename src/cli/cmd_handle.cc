@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -85,7 +87,16 @@ void add_handle_command(CLI::App& app) {
       ->capture_default_str();
   handle->add_flag("--background-fill", options->background_fill,
                    "install each VM's untouched memory in the background");
-  handle->callback([options, mem, server] {
+  auto handshake_timeout_s = std::make_shared<double>(options->handshake_timeout.count() / 1000.0);
+  handle
+      ->add_option("--handshake-timeout", *handshake_timeout_s,
+                   "seconds a VM has to send its handshake; when all sessions are taken, a new "
+                   "VM takes the place of the oldest still handshaking")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  handle->callback([options, mem, server, handshake_timeout_s] {
+    options->handshake_timeout =
+        std::chrono::milliseconds(std::max<int64_t>(1, std::llround(*handshake_timeout_s * 1000)));
     if (mem->count() == 0 && server->count() == 0) {
       fail("handle", "give --mem-file FILE or --page-server ADDRESS");
     }

@@ -145,6 +145,8 @@ class UffdHandler::Impl {
     const uint64_t id = connection.id;
     const int pid = firecracker::peer_pid(connection.fd);
     auto handshake = firecracker::receive_handshake(connection.fd, options_.handshake_timeout);
+    // Only a VM that has sent its handshake keeps its slot from a newcomer.
+    if (handshake.is_ok()) connection.mark_established();
     Result<std::unique_ptr<Session>> session =
         handshake.is_ok() ? Session::start(id, pid, std::move(handshake).value(), config_)
                           : Result<std::unique_ptr<Session>>(handshake.status());
