@@ -251,7 +251,7 @@ class Session {
 
   void write_loop() {
     v2::PayloadEncoder encoder(encoding_);
-    std::vector<std::byte> buffer(std::max<size_t>(v2::kMaxRange, image_.push_chunk));
+    std::vector<std::byte> buffer;  // grown to the largest range sent so far
     for (;;) {
       Outgoing out;
       uint64_t queued_cost = 0;  // of the reply taken from the queue, released once sent
@@ -363,6 +363,7 @@ class Session {
 
   Status send_demand(const v2::Request& request, v2::PayloadEncoder& encoder,
                      std::vector<std::byte>& buffer) {
+    if (buffer.size() < request.length) buffer.resize(request.length);
     auto dest = std::span(buffer).first(request.length);
     Result<PageKind> kind = image_.source->fetch(request.gpa, dest);
     if (!kind) {
@@ -391,6 +392,7 @@ class Session {
                    std::vector<std::byte>& buffer) {
     const uint64_t page_size = image_.page_size;
     const Gpa gpa = image_.ram_start + first_page * page_size;
+    if (buffer.size() < pages * page_size) buffer.resize(pages * page_size);
     auto range = std::span(buffer).first(pages * page_size);
     Result<PageKind> kind = image_.source->fetch(gpa, range);
     if (!kind) {
