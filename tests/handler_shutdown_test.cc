@@ -22,7 +22,7 @@ TEST(HandlerShutdownTest, SigtermDuringAHandshakeThatSendsNothingExitsCleanlyAtO
   // means the handshake in progress was woken, not timed out.
   testing::HandlerProcess handler(
       FAULTLINE_CLI, socket, dir.file("handler.log"),
-      {"--mem-file", mem_file, "--handshake-timeout", "60000", "--log-level", "debug"});
+      {"--mem-file", mem_file, "--handshake-timeout", "60", "--log-level", "debug"});
   ASSERT_TRUE(handler.started());
   auto address = net::parse_socket_address("unix:" + socket);
   ASSERT_TRUE(address.is_ok());

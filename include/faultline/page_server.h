@@ -1,6 +1,7 @@
 // The page server answering SocketPageSource: `faultline serve-pages`.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -19,7 +20,19 @@ struct PageServerOptions {
   std::string listen;      // "unix:PATH" or "tcp:HOST:PORT" (port 0 picks one)
   std::string mem_file;    // the snapshot memory file
   uint64_t ram_start = 0;  // guest-physical address of the file's byte 0
-  int max_clients = 256;   // connections beyond this are refused with a log line
+  // Connections served at once. When all are taken, a new one takes the slot
+  // of the oldest that has not yet finished its handshake or had a request
+  // served; only when every one has is it refused (with a log line).
+  int max_clients = 256;
+
+  // What one client can make the server hold:
+  std::chrono::milliseconds handshake_timeout{10'000};  // for a v2 HELLO or a first v1 request
+  std::chrono::milliseconds idle_timeout{300'000};      // nothing heard (and, v2, nothing sent)
+  // Reply bytes queued for one v2 connection, and for all of them: beyond,
+  // a connection's requests are left unread until its client reads replies.
+  uint64_t connection_reply_limit = 8u << 20;
+  uint64_t server_reply_limit = 256u << 20;
+  uint32_t max_bad_requests = 32;  // v2 requests outside the image before a hang-up
 
   // Protocol v2 (the v1 wire shape keeps working on the same socket):
   Compression compression = Compression::kNone;  // for clients that accept it
@@ -57,6 +70,8 @@ struct PageServerStats {
   uint64_t zero_bytes = 0;      // v2 bytes sent as a zero flag
   uint64_t push_remaining = 0;  // pages the newest pushing client still lacks
   uint64_t completes = 0;       // clients that said they hold everything
+  uint64_t queued_bytes = 0;    // v2 reply bytes queued or being written now
+  uint64_t evicted = 0;         // unproven connections closed to make room for new ones
 };
 
 class PageServer {

@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -78,13 +80,16 @@ void add_handle_command(CLI::App& app) {
                    "install each VM's untouched memory in the background");
   handle->add_option("--session-name", options->session_name,
                      "name this socket's sessions NAME-1, NAME-2, ... in logs and stats");
-  auto handshake_ms = std::make_shared<int64_t>(options->handshake_timeout.count());
+  auto handshake_timeout_s = std::make_shared<double>(options->handshake_timeout.count() / 1000.0);
   handle
-      ->add_option("--handshake-timeout", *handshake_ms,
-                   "milliseconds a VM may take to send its handshake")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  handle->callback([options, mem, server, handshake_ms] {
+      ->add_option("--handshake-timeout", *handshake_timeout_s,
+                   "seconds a VM has to send its handshake; when all sessions are taken, a new "
+                   "VM takes the place of the oldest still handshaking")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  handle->callback([options, mem, server, handshake_timeout_s] {
+    options->handshake_timeout =
+        std::chrono::milliseconds(std::max<int64_t>(1, std::llround(*handshake_timeout_s * 1000)));
     if (mem->count() == 0 && server->count() == 0) {
       fail("handle", "give --mem-file FILE or --page-server ADDRESS");
     }

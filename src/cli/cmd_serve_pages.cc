@@ -1,7 +1,10 @@
 // `faultline serve-pages`: run a PageServer until SIGINT or SIGTERM.
 #include <signal.h>
 
+#include <algorithm>
 #include <charconv>
+#include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -11,6 +14,7 @@
 #include "cli/commands.h"
 #include "cli/compression_option.h"
 #include "cli/flag_names.h"
+#include "cli/size_option.h"
 #include "cli/stop_signals.h"
 #include "cli/tls_args.h"
 #include "core/log.h"
@@ -28,7 +32,19 @@ struct ServePagesArgs {
   Compression compression = Compression::kNone;
   bool no_push = false;
   TlsArgs tls;
+  // Per-client limits, in the units users type.
+  double handshake_timeout_s = to_seconds(PageServerOptions{}.handshake_timeout);
+  double idle_timeout_s = to_seconds(PageServerOptions{}.idle_timeout);
+  std::string reply_limit = "8M";
+  std::string server_reply_limit = "256M";
+  uint32_t max_bad_requests = PageServerOptions{}.max_bad_requests;
+
+  static double to_seconds(std::chrono::milliseconds ms) { return ms.count() / 1000.0; }
 };
+
+std::chrono::milliseconds milliseconds_of(double seconds) {
+  return std::chrono::milliseconds(std::max<int64_t>(1, std::llround(seconds * 1000)));
+}
 
 // "0x80000000" or "2147483648".
 std::optional<uint64_t> parse_address(const std::string& text) {
@@ -52,8 +68,17 @@ void run_serve_pages(const ServePagesArgs& args) {
     fail(fmt::format("--ram-start \"{}\" is not an address (decimal, or hex with 0x)",
                      args.ram_start));
   }
+  auto reply_limit = parse_size(args.reply_limit);
+  if (!reply_limit) fail("--reply-limit: " + reply_limit.status().message());
+  auto server_reply_limit = parse_size(args.server_reply_limit);
+  if (!server_reply_limit) fail("--server-reply-limit: " + server_reply_limit.status().message());
   const sigset_t signals = block_stop_signals();
   PageServerOptions options;
+  options.handshake_timeout = milliseconds_of(args.handshake_timeout_s);
+  options.idle_timeout = milliseconds_of(args.idle_timeout_s);
+  options.connection_reply_limit = *reply_limit;
+  options.server_reply_limit = *server_reply_limit;
+  options.max_bad_requests = args.max_bad_requests;
   options.listen = args.listen;
   options.mem_file = args.mem_file;
   options.ram_start = *ram_start;
@@ -94,7 +119,28 @@ void add_serve_pages_command(CLI::App& app) {
   cmd->add_option("--ram-start", args->ram_start,
                   "guest-physical address of the file's first byte (0x hex or decimal)")
       ->required();
-  cmd->add_option("--max-clients", args->max_clients, "connections served at once")
+  cmd->add_option("--max-clients", args->max_clients,
+                  "connections served at once; a new one takes the place of the oldest that "
+                  "has not finished its handshake")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--handshake-timeout", args->handshake_timeout_s,
+                  "seconds a new connection has for its v2 handshake or first v1 request")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--idle-timeout", args->idle_timeout_s,
+                  "seconds after which a connection that sends nothing (and, v2, is sent "
+                  "nothing) is closed")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--reply-limit", args->reply_limit,
+                  "v2 reply bytes queued for one client before its requests wait unread")
+      ->capture_default_str();
+  cmd->add_option("--server-reply-limit", args->server_reply_limit,
+                  "v2 reply bytes queued for all clients together")
+      ->capture_default_str();
+  cmd->add_option("--max-bad-requests", args->max_bad_requests,
+                  "v2 requests outside the image before the client is disconnected")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   add_compression_option(cmd, args->compression, "v2 clients that accept it get none, lz4 or zstd");

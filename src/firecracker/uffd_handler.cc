@@ -160,6 +160,9 @@ class UffdHandler::Impl {
     firecracker::ReceivedHandshake handshake;
     Status received = firecracker::receive_handshake(connection.fd, connection.stop_fd,
                                                      options_.handshake_timeout, handshake);
+    // A VM that has sent its handshake keeps its slot from a newcomer; so does
+    // one refused with its userfaultfd, whose faults are being answered.
+    if (received.is_ok() || handshake.uffd) connection.mark_established();
     if (received.code() == ErrorCode::kShutdown) {
       log().info("{}: {}", firecracker::session_label(id, name, pid), received.message());
       return;

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "core/log.h"
+#include "core/log_rate_limit.h"
 #include "net/socket_address.h"
 
 namespace faultline::net {
@@ -69,13 +70,40 @@ class ConnectionServer::Impl {
 
   uint64_t accepted() const { return accepted_.load(); }
   uint64_t active() const { return active_.load(); }
+  uint64_t evicted() const { return evicted_.load(); }
 
  private:
   struct Slot {
     UniqueFd fd;  // closed by its thread, under mu_, when it ends
     std::thread thread;
+    std::atomic<bool> established{false};
+    bool evicted = false;   // guarded by mu_: shut down to make room, its handler ending
     bool finished = false;  // guarded by mu_
   };
+
+  // Slots that count against max_connections. Called with mu_ held.
+  size_t occupied() const {
+    size_t n = 0;
+    for (const Slot& slot : slots_) n += slot.finished || slot.evicted ? 0 : 1;
+    return n;
+  }
+
+  // Shuts the oldest unproven connection down, its slot going to `newcomer`;
+  // false if every connection is established. Called with mu_ held.
+  bool evict_oldest_unproven(const std::string& newcomer) {
+    for (Slot& slot : slots_) {  // oldest first
+      if (slot.finished || slot.evicted || slot.established.load()) continue;
+      slot.evicted = true;
+      ::shutdown(slot.fd.get(), SHUT_RDWR);
+      ++evicted_;
+      log_limited(spdlog::level::info, options_.name + ": eviction",
+                  "{}: all {} connections taken; closing the oldest that has not finished its "
+                  "handshake or sent a request, to serve {}",
+                  options_.name, options_.max_connections, newcomer);
+      return true;
+    }
+    return false;
+  }
 
   void accept_loop() {
     pollfd fds[3] = {{listener_.get(), POLLIN, 0},
@@ -112,7 +140,7 @@ class ConnectionServer::Impl {
 
     std::lock_guard lock(mu_);
     reap_finished();
-    if (active_.load() >= options_.max_connections) {
+    if (occupied() >= options_.max_connections && !evict_oldest_unproven(peer)) {
       if (options_.refused) options_.refused(fd.get(), peer, active_.load());
       return;
     }
@@ -121,7 +149,8 @@ class ConnectionServer::Impl {
     // Counted before the thread starts, so counters never lag a reply.
     ++accepted_;
     ++active_;
-    Connection connection{accepted_.load(), slot.fd.get(), std::move(peer), stop_event_.get()};
+    Connection connection{accepted_.load(), slot.fd.get(), std::move(peer), stop_event_.get(),
+                          [&slot] { slot.established.store(true); }};
     try {
       slot.thread = std::thread([this, &slot, connection] { run(slot, connection); });
     } catch (const std::system_error& e) {
@@ -169,6 +198,7 @@ class ConnectionServer::Impl {
 
   std::atomic<uint64_t> accepted_{0};
   std::atomic<uint64_t> active_{0};
+  std::atomic<uint64_t> evicted_{0};
 };
 
 Result<std::unique_ptr<ConnectionServer>> ConnectionServer::start(UniqueFd listener,
@@ -198,6 +228,9 @@ uint64_t ConnectionServer::accepted() const {
 }
 uint64_t ConnectionServer::active() const {
   return impl_->active();
+}
+uint64_t ConnectionServer::evicted() const {
+  return impl_->evicted();
 }
 
 }  // namespace faultline::net

@@ -1,6 +1,13 @@
 // A thread-per-connection server: one thread accepts, each connection is
 // served on a thread of its own, so a slow or misbehaving client only ever
 // stalls itself. The page server and the Firecracker handler both use it.
+//
+// A connection is unproven until its handler marks it established (its
+// handshake done, a first request served). When every slot is taken, a new
+// connection takes the slot of the oldest unproven one, which is shut down
+// (as nginx drops idle keep-alive connections when it runs out): clients that
+// connect and say nothing, or send garbage slowly, cannot lock out one that
+// has something to say. Only established connections make the server refuse.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +26,9 @@ struct Connection {
   int fd = -1;       // owned by the server: closed once the handler returns
   std::string peer;  // for log lines
   int stop_fd = -1;  // readable once the server stops: for handlers that wait on more than fd
+  // Marks the connection established: it no longer gives way to a newcomer.
+  // Idempotent; callable from the handler's threads.
+  std::function<void()> mark_established;
 };
 
 struct ConnectionServerOptions {
@@ -27,7 +37,8 @@ struct ConnectionServerOptions {
   // Serves one connection on its own thread; the connection ends when it returns.
   std::function<void(const Connection&)> serve;
   // Called on the accept thread for a connection refused because
-  // max_connections are being served (`active` of them); it is closed after.
+  // max_connections established ones are being served (`active` of them); it
+  // is closed after.
   std::function<void(int fd, const std::string& peer, uint64_t active)> refused;
 };
 
@@ -49,6 +60,8 @@ class ConnectionServer {
   uint64_t accepted() const;
   // Connections whose handler has not returned yet.
   uint64_t active() const;
+  // Unproven connections shut down to make room for a new one.
+  uint64_t evicted() const;
 
  private:
   class Impl;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/log.h"
+#include "core/log_rate_limit.h"
 #include "faultline/page_source.h"
 #include "faultline/unique_fd.h"
 #include "net/connection_server.h"
@@ -26,6 +27,7 @@
 #include "net/tls.h"
 #include "protocol/page_codec.h"
 #include "protocol/v1_wire.h"
+#include "server/reply_budget.h"
 #include "server/v2_session.h"
 
 namespace faultline {
@@ -33,7 +35,8 @@ namespace {
 
 // A client that stops reading its replies must not hold its thread forever.
 constexpr std::chrono::seconds kReplyWriteTimeout{30};
-constexpr std::chrono::seconds kTlsHandshakeTimeout{10};
+// A v1 reply is read and sent in pieces of at most this, whatever its page size.
+constexpr uint64_t kV1Chunk = 64u << 10;
 
 }  // namespace
 
@@ -46,7 +49,10 @@ class PageServer::Impl {
         listener_(std::move(listener)),
         address_(listener_.address.to_string()),
         max_clients_(options.max_clients),
-        on_complete_(options.on_complete) {
+        handshake_timeout_(options.handshake_timeout),
+        idle_timeout_(options.idle_timeout),
+        on_complete_(options.on_complete),
+        replies_({options.connection_reply_limit, options.server_reply_limit}) {
     image_.source = source_.get();
     image_.ram_start = memory.ram_start;
     image_.image_size = memory.size;
@@ -56,6 +62,9 @@ class PageServer::Impl {
     image_.compression = compression;
     image_.push = options.push;
     image_.push_chunk = options.push_chunk;
+    image_.handshake_timeout = options.handshake_timeout;
+    image_.idle_timeout = options.idle_timeout;
+    image_.max_bad_requests = options.max_bad_requests;
   }
 
   Status listen() {
@@ -64,10 +73,10 @@ class PageServer::Impl {
     options.max_connections = static_cast<size_t>(max_clients_);
     options.serve = [this](const net::Connection& c) { serve_connection(c); };
     options.refused = [this](int, const std::string& peer, uint64_t active) {
-      log().warn(
-          "page server {}: refusing connection from {}: {} clients connected already "
-          "(max_clients {})",
-          address_, peer, active, max_clients_);
+      log_limited(spdlog::level::warn, "page server: refusing a connection",
+                  "page server {}: refusing connection from {}: {} clients are being served "
+                  "(max_clients {})",
+                  address_, peer, active, max_clients_);
     };
     auto server = net::ConnectionServer::start(std::move(listener_.fd), std::move(options));
     if (!server) return server.status();
@@ -89,6 +98,8 @@ class PageServer::Impl {
     s.zero_bytes = v2_.zero_bytes.load();
     s.push_remaining = v2_.push_remaining.load();
     s.completes = v2_.completes.load();
+    s.queued_bytes = replies_.held();
+    s.evicted = server_->evicted();
     return s;
   }
 
@@ -123,48 +134,52 @@ class PageServer::Impl {
   void serve_tls(const net::Connection& c) {
     UniqueFd own = own_copy(c);
     if (!own) return;
-    auto stream = tls_->accept(std::move(own), net::deadline_after(kTlsHandshakeTimeout));
+    auto stream = tls_->accept(std::move(own), net::deadline_after(handshake_timeout_));
     if (!stream) {
       ++bad_requests_;
-      log().warn("page server {}: {}: {}", address_, c.peer, stream.status().message());
+      log_limited(spdlog::level::warn, "page server: failed TLS handshake",
+                  "page server {}: {}: {}", address_, c.peer, stream.status().message());
       return;
     }
     std::array<std::byte, v2::kMagic.size()> magic;
-    if (Status s = (*stream)->read_full(magic, net::deadline_after(kTlsHandshakeTimeout)); !s) {
+    if (Status s = (*stream)->read_full(magic, net::deadline_after(handshake_timeout_)); !s) {
       log().debug("page server {}: {} left: {}", address_, c.peer, s.to_string());
       return;
     }
     if (magic != v2::kMagic) {
       ++bad_requests_;
-      log().warn("page server {}: {} does not speak protocol v2 (TLS carries only v2); closing",
-                 address_, c.peer);
+      log_limited(spdlog::level::warn, "page server: not v2 over TLS",
+                  "page server {}: {} does not speak protocol v2 (TLS carries only v2); closing",
+                  address_, c.peer);
       return;
     }
     run_v2(c, **stream);
   }
 
   void serve_plain(const net::Connection& c) {
-    std::vector<std::byte> reply;  // header + payload, grown to the largest page asked for
+    std::vector<std::byte> chunk;  // grown to the largest piece of a reply needed so far
     v1::RequestBytes bytes;
     // A v2 client opens with the magic; a v1 request never starts so.
     auto head = std::span(bytes).first(v2::kMagic.size());
-    if (!read_request_bytes(c, head)) return;
+    const net::Deadline first_by = net::deadline_after(handshake_timeout_);
+    if (!read_request_bytes(c, head, first_by)) return;
     if (std::equal(head.begin(), head.end(), v2::kMagic.begin())) return serve_v2(c);
-    if (!read_request_bytes(c, std::span(bytes).subspan(head.size()))) return;
+    if (!read_request_bytes(c, std::span(bytes).subspan(head.size()), first_by)) return;
     for (;;) {
       auto request = v1::decode_page_request(bytes);
       if (!request) {
         reject(c, request.status());
         return;
       }
-      if (!serve_page(c, *request, reply)) return;
-      if (!read_request_bytes(c, bytes)) return;
+      if (!serve_page(c, *request, chunk)) return;
+      if (!read_request_bytes(c, bytes, net::deadline_after(idle_timeout_))) return;
     }
   }
 
-  // False (with a log line) when the client has gone.
-  bool read_request_bytes(const net::Connection& c, std::span<std::byte> bytes) {
-    if (Status status = net::read_full(c.fd, bytes, net::kNoDeadline); !status) {
+  // False (with a log line) when the client has gone or said nothing in time.
+  bool read_request_bytes(const net::Connection& c, std::span<std::byte> bytes,
+                          net::Deadline deadline) {
+    if (Status status = net::read_full(c.fd, bytes, deadline); !status) {
       log().debug("page server {}: {} left: {}", address_, c.peer, status.to_string());
       return false;
     }
@@ -179,44 +194,45 @@ class PageServer::Impl {
   }
 
   void run_v2(const net::Connection& c, net::Stream& stream) {
-    Status ended = serve_v2_connection(stream, image_, v2_, c.peer, on_complete_);
+    Status ended = serve_v2_connection(stream, image_, v2_, replies_, c, on_complete_);
     if (ended.is_ok()) {
       log().debug("page server {}: v2 session with {} ended", address_, c.peer);
+    } else if (ended.code() == ErrorCode::kTimeout) {
+      log_limited(spdlog::level::info, "page server: idle v2 client",
+                  "page server {}: v2 client {}: {}; closing the connection", address_, c.peer,
+                  ended.message());
     } else if (ended.code() == ErrorCode::kProtocol || ended.code() == ErrorCode::kOutOfRange) {
-      log().warn("page server {}: bad v2 client {}: {}; closing the connection", address_, c.peer,
-                 ended.message());
+      log_limited(spdlog::level::warn, "page server: bad v2 client",
+                  "page server {}: bad v2 client {}: {}; closing the connection", address_, c.peer,
+                  ended.message());
     } else {
       log().debug("page server {}: v2 session with {} ended: {}", address_, c.peer,
                   ended.to_string());
     }
   }
 
+  // Sends the header, then the page in pieces of at most kV1Chunk, so that a
+  // connection never holds more than one piece whatever page size it asks for.
   bool serve_page(const net::Connection& c, const v1::PageRequest& request,
-                  std::vector<std::byte>& reply) {
-    const size_t length = v1::kReplyHeaderSize + request.page_size;
-    if (reply.size() < length) reply.resize(length);
-    const v1::ReplyHeaderBytes header = v1::encode_reply_header(request);
-    std::memcpy(reply.data(), header.data(), header.size());
-    std::span<std::byte> payload(reply.data() + header.size(), request.page_size);
-
-    auto kind = source_->fetch(request.gpa, payload);
-    if (!kind) {
-      if (kind.status().code() == ErrorCode::kOutOfRange) {
-        reject(c, kind.status());
-      } else {
-        log().error("page server {}: cannot read page {:#x} for {}: {}; closing the connection",
-                    address_, request.gpa, c.peer, kind.status().to_string());
-      }
-      return false;
-    }
-    // v1 always sends the payload; the source may not have written a zero page.
-    if (*kind == PageKind::kZero) std::memset(payload.data(), 0, payload.size());
-
+                  std::vector<std::byte>& chunk) {
+    const uint64_t piece = std::min(request.page_size, kV1Chunk);
+    // The last piece first: a page that runs past the image is refused before
+    // anything is sent.
+    if (!fetch_piece(c, request.gpa + request.page_size - piece, piece, chunk)) return false;
+    // A good request makes the connection established (before its reply, which
+    // a client may take as the sign that it holds its slot).
+    c.mark_established();
     // Counted before sending, so that a client holding its reply sees it in stats().
     ++requests_;
     bytes_ += request.page_size;
-    Status sent = net::write_full(c.fd, std::span(reply).first(length),
-                                  net::deadline_after(kReplyWriteTimeout));
+    const auto deadline = net::deadline_after(kReplyWriteTimeout);
+    Status sent = net::write_full(c.fd, v1::encode_reply_header(request), deadline);
+    for (uint64_t done = 0; sent && done < request.page_size; done += piece) {
+      if (request.page_size > piece && !fetch_piece(c, request.gpa + done, piece, chunk)) {
+        return false;
+      }
+      sent = net::write_full(c.fd, std::span(chunk).first(piece), deadline);
+    }
     if (!sent) {
       log().debug("page server {}: reply to {} failed: {}", address_, c.peer, sent.to_string());
       return false;
@@ -224,10 +240,31 @@ class PageServer::Impl {
     return true;
   }
 
+  // Reads [gpa, gpa + size) into the start of `chunk`; false (logged) if it cannot.
+  bool fetch_piece(const net::Connection& c, Gpa gpa, uint64_t size,
+                   std::vector<std::byte>& chunk) {
+    if (chunk.size() < size) chunk.resize(size);
+    auto piece = std::span(chunk).first(size);
+    auto kind = source_->fetch(gpa, piece);
+    if (!kind) {
+      if (kind.status().code() == ErrorCode::kOutOfRange) {
+        reject(c, kind.status());
+      } else {
+        log().error("page server {}: cannot read page {:#x} for {}: {}; closing the connection",
+                    address_, gpa, c.peer, kind.status().to_string());
+      }
+      return false;
+    }
+    // v1 always sends the payload; the source may not have written a zero page.
+    if (*kind == PageKind::kZero) std::memset(piece.data(), 0, piece.size());
+    return true;
+  }
+
   void reject(const net::Connection& c, const Status& why) {
     ++bad_requests_;
-    log().warn("page server {}: bad request from {}: {}; closing the connection", address_, c.peer,
-               why.message());
+    log_limited(spdlog::level::warn, "page server: bad v1 request",
+                "page server {}: bad request from {}: {}; closing the connection", address_, c.peer,
+                why.message());
   }
 
   const std::unique_ptr<PageSource> source_;
@@ -235,7 +272,10 @@ class PageServer::Impl {
   net::Listener listener_;  // its fd moves to server_; its socket file stays here
   const std::string address_;
   const int max_clients_;
+  const std::chrono::milliseconds handshake_timeout_;
+  const std::chrono::milliseconds idle_timeout_;
   const std::function<void()> on_complete_;
+  ReplyBudget replies_;
   ServedImage image_;
   V2Counters v2_;
   std::unique_ptr<net::ConnectionServer> server_;
@@ -281,6 +321,16 @@ Result<std::unique_ptr<PageServer>> PageServer::start(const PageServerOptions& o
   if (memory.state.size() > v2::kMaxStateLength) {
     return invalid_argument(fmt::format("page server: state of {} bytes exceeds {}",
                                         memory.state.size(), v2::kMaxStateLength));
+  }
+  if (options.handshake_timeout.count() <= 0 || options.idle_timeout.count() <= 0) {
+    return invalid_argument(fmt::format(
+        "page server: the handshake timeout ({} ms) and idle timeout ({} ms) must be positive",
+        options.handshake_timeout.count(), options.idle_timeout.count()));
+  }
+  if (options.connection_reply_limit == 0 || options.server_reply_limit == 0 ||
+      options.max_bad_requests == 0) {
+    return invalid_argument(
+        "page server: the reply limits and the bad request limit must be positive");
   }
   if (options.push_chunk < kMinPageSize || options.push_chunk > v2::kMaxRange) {
     return invalid_argument(

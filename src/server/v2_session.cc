@@ -7,34 +7,54 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "core/log.h"
+#include "core/log_rate_limit.h"
 #include "core/zero_scan.h"
 #include "protocol/page_codec.h"
+#include "server/frame_reader.h"
 
 namespace faultline {
 namespace {
 
-constexpr std::chrono::seconds kHandshakeTimeout{10};
+using Clock = std::chrono::steady_clock;
+
+// The rest of a frame once it has begun.
 constexpr std::chrono::seconds kBodyTimeout{30};
 constexpr std::chrono::seconds kWriteTimeout{30};
+// For the ERROR frame saying why the server closes: the client may not read it.
+constexpr std::chrono::seconds kClosingTimeout{1};
 constexpr std::chrono::microseconds kPushPause{50};
 
 struct Outgoing {
-  enum class Kind { kData, kError } kind = Kind::kData;
+  // kClose: an ERROR for the whole connection, the last frame sent.
+  enum class Kind { kData, kError, kClose } kind = Kind::kData;
   v2::Request request;
   v2::ErrorFrame error;
+
+  // What it holds of the reply budget: the bytes it puts on the wire.
+  uint64_t cost() const {
+    if (kind == Kind::kClose) return 0;  // never queued behind the budget
+    if (kind == Kind::kError) return v2::kFrameHeaderSize + 16 + error.message.size();
+    return v2::kFrameHeaderSize + v2::kDataPrefixSize + request.length;
+  }
 };
 
 class Session {
  public:
-  Session(net::Stream& stream, const ServedImage& image, V2Counters& counters,
-          const std::string& peer)
+  Session(net::Stream& stream, const ServedImage& image, V2Counters& counters, ReplyBudget& budget,
+          const net::Connection& connection)
       : stream_(stream),
         image_(image),
         counters_(counters),
-        peer_(peer),
+        budget_(budget),
+        account_(budget),
+        connection_(connection),
+        peer_(connection.peer),
+        reader_(stream),
+        last_write_(Clock::now().time_since_epoch().count()),
         pages_(image.image_size / image.page_size),
         sent_((pages_ + 63) / 64, 0) {}
 
@@ -44,35 +64,26 @@ class Session {
     Status result = read_loop(on_complete);
     {
       std::lock_guard lock(mu_);
-      done_ = true;
+      // Closing with a reason: the writer sends what is queued, then the reason.
+      if (closing_) {
+        queue_.push_back(std::move(*closing_));
+      } else {
+        done_ = true;
+      }
     }
     cv_.notify_all();
     writer.join();
+    // What the writer had not sent goes back to the budget with account_.
     if (result.is_ok() && !write_error_.is_ok()) result = write_error_;
     return result;
   }
 
  private:
-  Result<std::vector<std::byte>> read_frame(v2::FrameType& type, net::Deadline header_deadline) {
-    v2::FrameHeaderBytes header_bytes;
-    if (Status s = stream_.read_full(header_bytes, header_deadline); !s) return s;
-    auto header = v2::decode_frame_header(header_bytes);
-    if (!header) return header.status();
-    type = header->type;
-    std::vector<std::byte> body(header->body_length);
-    if (Status s = stream_.read_full(body, net::deadline_after(kBodyTimeout)); !s) return s;
-    return body;
-  }
-
   Status handshake() {
-    v2::FrameType type{};
-    auto body = read_frame(type, net::deadline_after(kHandshakeTimeout));
-    if (!body) return body.status();
-    if (type != v2::FrameType::kHello) {
-      return {ErrorCode::kProtocol,
-              fmt::format("expected HELLO, got frame type {}", static_cast<int>(type))};
-    }
-    auto hello = v2::decode_hello(*body);
+    auto frame = reader_.read({v2::FrameType::kHello},
+                              net::deadline_after(image_.handshake_timeout), kBodyTimeout);
+    if (!frame) return frame.status();
+    auto hello = v2::decode_hello(frame->body);
     if (!hello) return hello.status();
     v2::Welcome welcome;
     welcome.encoding = (hello->accepted_encodings & v2::encoding_bit(image_.compression)) != 0
@@ -87,6 +98,9 @@ class Session {
     welcome.image_id = image_.image_id;
     welcome.max_range = v2::kMaxRange;
     welcome.state = image_.state;
+    // Established before the WELCOME, which a client may take as the sign that
+    // it holds its slot.
+    if (connection_.mark_established) connection_.mark_established();
     if (Status s = stream_.write_full(v2::encode(welcome), net::deadline_after(kWriteTimeout));
         !s) {
       return s;
@@ -102,41 +116,31 @@ class Session {
 
   Status read_loop(const std::function<void()>& on_complete) {
     for (;;) {
-      v2::FrameType type{};
-      auto body = read_frame(type, net::kNoDeadline);
-      if (!body) {
-        if (body.status().code() == ErrorCode::kProtocol) ++counters_.bad_requests;
-        return body.status();
+      auto frame =
+          reader_.read({v2::FrameType::kRequest, v2::FrameType::kHave, v2::FrameType::kComplete},
+                       net::deadline_after(image_.idle_timeout), kBodyTimeout);
+      if (!frame && frame.status().code() == ErrorCode::kTimeout) {
+        if (!idle()) continue;
+        return close_with_error(ErrorCode::kTimeout,
+                                fmt::format("idle for {} ms (no request, nothing to send)",
+                                            image_.idle_timeout.count()));
       }
-      switch (type) {
+      if (!frame) {
+        if (frame.status().code() == ErrorCode::kProtocol) ++counters_.bad_requests;
+        return frame.status();
+      }
+      switch (frame->type) {
         case v2::FrameType::kRequest: {
-          auto request = v2::decode_request(*body);
+          auto request = v2::decode_request(frame->body);
           if (!request) {
             ++counters_.bad_requests;
             return request.status();
           }
-          Status range = v2::check_range(request->gpa, request->length, image_.page_size,
-                                         image_.ram_start, image_.image_size, v2::kMaxRange);
-          Outgoing out;
-          if (!range) {
-            ++counters_.bad_requests;
-            if (range.code() != ErrorCode::kOutOfRange) return range;
-            // A request outside the image gets a permanent error, not a hang-up.
-            log().warn("page server: v2 request from {}: {}", peer_, range.message());
-            out.kind = Outgoing::Kind::kError;
-            out.error = {request->id, ErrorCode::kOutOfRange, range.message()};
-          } else {
-            out.request = *request;
-          }
-          {
-            std::lock_guard lock(mu_);
-            queue_.push_back(std::move(out));
-          }
-          cv_.notify_one();
+          if (Status s = queue_reply(*request); !s) return s;
           break;
         }
         case v2::FrameType::kHave: {
-          auto have = v2::decode_have(*body);
+          auto have = v2::decode_have(frame->body);
           if (!have) {
             ++counters_.bad_requests;
             return have.status();
@@ -148,17 +152,63 @@ class Session {
           cv_.notify_one();
           break;
         }
-        case v2::FrameType::kComplete:
+        default:  // kComplete
           ++counters_.completes;
           log().info("page server: {} holds every page (COMPLETE)", peer_);
           if (on_complete) on_complete();
           return Status::ok();
-        default:
-          ++counters_.bad_requests;
-          return {ErrorCode::kProtocol,
-                  fmt::format("unexpected frame type {} from the client", static_cast<int>(type))};
       }
     }
+  }
+
+  // Queues the answer to `request` once the reply budget has room for it: a
+  // client that does not read its replies stops having its requests read.
+  Status queue_reply(const v2::Request& request) {
+    Status range = v2::check_range(request.gpa, request.length, image_.page_size, image_.ram_start,
+                                   image_.image_size, v2::kMaxRange);
+    Outgoing out;
+    if (!range) {
+      ++counters_.bad_requests;
+      if (range.code() != ErrorCode::kOutOfRange) return range;
+      if (++bad_requests_ >= image_.max_bad_requests) {
+        return close_with_error(
+            ErrorCode::kOutOfRange,
+            fmt::format("{} requests outside the image ({})", bad_requests_, range.message()));
+      }
+      // A request outside the image gets a permanent error, not a hang-up.
+      log_limited(spdlog::level::warn, "page server: v2 request outside the image",
+                  "page server: v2 request from {}: {}", peer_, range.message());
+      out.kind = Outgoing::Kind::kError;
+      out.error = {request.id, ErrorCode::kOutOfRange, range.message()};
+    } else {
+      out.request = request;
+    }
+    if (!account_.reserve(out.cost(), [this] { return writer_failed_.load(); })) {
+      return Status::ok();  // the writer's error ends the session
+    }
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back(std::move(out));
+    }
+    cv_.notify_one();
+    return Status::ok();
+  }
+
+  // Nothing was heard from the client for idle_timeout: idle unless the
+  // writer has sent something meanwhile.
+  bool idle() const {
+    const Clock::time_point last{Clock::duration(last_write_.load())};
+    return Clock::now() - last >= image_.idle_timeout;
+  }
+
+  // Ends the session, telling the client why once its replies are sent.
+  Status close_with_error(ErrorCode code, const std::string& why) {
+    Outgoing close;
+    close.kind = Outgoing::Kind::kClose;
+    close.error = v2::ErrorFrame{0, code, "closing the connection: " + why};
+    std::lock_guard lock(mu_);
+    closing_ = std::move(close);
+    return {code, why};
   }
 
   // Pages the client holds are never pushed; an empty HAVE lets pushing begin.
@@ -201,9 +251,10 @@ class Session {
 
   void write_loop() {
     v2::PayloadEncoder encoder(encoding_);
-    std::vector<std::byte> buffer(std::max<size_t>(v2::kMaxRange, image_.push_chunk));
+    std::vector<std::byte> buffer;  // grown to the largest range sent so far
     for (;;) {
       Outgoing out;
+      uint64_t queued_cost = 0;  // of the reply taken from the queue, released once sent
       uint64_t push_first = 0;
       uint64_t push_pages = 0;
       {
@@ -222,6 +273,7 @@ class Session {
         if (!queue_.empty()) {
           out = std::move(queue_.front());
           queue_.pop_front();
+          queued_cost = out.cost();
           if (out.kind == Outgoing::Kind::kData) {
             const uint64_t first = (out.request.gpa - image_.ram_start) / image_.page_size;
             mark_sent(first, out.request.length / image_.page_size);
@@ -243,6 +295,10 @@ class Session {
         if (pushing_) counters_.push_remaining.store(pages_ - sent_count_);
       }
       Status s;
+      if (out.kind == Outgoing::Kind::kClose) {
+        (void)stream_.write_full(v2::encode(out.error), net::deadline_after(kClosingTimeout));
+        return;
+      }
       if (out.kind == Outgoing::Kind::kError) {
         s = stream_.write_full(v2::encode(out.error), net::deadline_after(kWriteTimeout));
       } else if (out.request.id != 0) {
@@ -255,12 +311,18 @@ class Session {
         log().info("page server: pushed every page {} lacked", peer_);
       }
       if (!s) {
-        std::lock_guard lock(mu_);
-        write_error_ = s;
-        done_ = true;
-        stream_.shutdown();
+        {
+          std::lock_guard lock(mu_);
+          write_error_ = s;
+          done_ = true;
+          stream_.shutdown();
+        }
+        writer_failed_.store(true);
+        budget_.wake();
         return;
       }
+      last_write_.store(Clock::now().time_since_epoch().count());
+      account_.release(queued_cost);
     }
   }
 
@@ -301,6 +363,7 @@ class Session {
 
   Status send_demand(const v2::Request& request, v2::PayloadEncoder& encoder,
                      std::vector<std::byte>& buffer) {
+    if (buffer.size() < request.length) buffer.resize(request.length);
     auto dest = std::span(buffer).first(request.length);
     Result<PageKind> kind = image_.source->fetch(request.gpa, dest);
     if (!kind) {
@@ -329,6 +392,7 @@ class Session {
                    std::vector<std::byte>& buffer) {
     const uint64_t page_size = image_.page_size;
     const Gpa gpa = image_.ram_start + first_page * page_size;
+    if (buffer.size() < pages * page_size) buffer.resize(pages * page_size);
     auto range = std::span(buffer).first(pages * page_size);
     Result<PageKind> kind = image_.source->fetch(gpa, range);
     if (!kind) {
@@ -364,31 +428,40 @@ class Session {
   net::Stream& stream_;
   const ServedImage& image_;
   V2Counters& counters_;
+  ReplyBudget& budget_;
+  ReplyBudget::Account account_;  // replies queued and being written
+  const net::Connection& connection_;
   const std::string& peer_;
+  FrameReader reader_;         // used by the reader thread only
+  uint32_t bad_requests_ = 0;  // used by the reader thread only
+  std::atomic<bool> writer_failed_{false};
+  std::atomic<Clock::rep> last_write_;  // when the writer last sent something
   const uint64_t pages_;
   v2::Encoding encoding_ = v2::Encoding::kRaw;
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Outgoing> queue_;    // guarded by mu_
-  std::vector<uint64_t> sent_;    // guarded by mu_ once the writer runs
-  uint64_t sent_count_ = 0;       // guarded by mu_
-  uint64_t cursor_ = 0;           // guarded by mu_
-  bool pushing_ = false;          // guarded by mu_ once the writer runs
-  bool push_armed_ = false;       // guarded by mu_: the client has said what it holds
-  bool push_done_sent_ = false;   // guarded by mu_
-  bool done_ = false;             // guarded by mu_
-  uint64_t push_raw_bytes_ = 0;   // guarded by mu_: guest bytes pushed
-  uint64_t push_wire_bytes_ = 0;  // guarded by mu_: what they took on the wire
-  Status write_error_;            // written by the writer before done_, read after join
+  std::deque<Outgoing> queue_;       // guarded by mu_
+  std::vector<uint64_t> sent_;       // guarded by mu_ once the writer runs
+  uint64_t sent_count_ = 0;          // guarded by mu_
+  uint64_t cursor_ = 0;              // guarded by mu_
+  bool pushing_ = false;             // guarded by mu_ once the writer runs
+  bool push_armed_ = false;          // guarded by mu_: the client has said what it holds
+  bool push_done_sent_ = false;      // guarded by mu_
+  bool done_ = false;                // guarded by mu_
+  uint64_t push_raw_bytes_ = 0;      // guarded by mu_: guest bytes pushed
+  uint64_t push_wire_bytes_ = 0;     // guarded by mu_: what they took on the wire
+  Status write_error_;               // written by the writer before done_, read after join
+  std::optional<Outgoing> closing_;  // guarded by mu_: queued last once the reader ends
 };
 
 }  // namespace
 
 Status serve_v2_connection(net::Stream& stream, const ServedImage& image, V2Counters& counters,
-                           const std::string& peer, const std::function<void()>& on_complete) {
+                           ReplyBudget& budget, const net::Connection& connection,
+                           const std::function<void()>& on_complete) {
   ++counters.sessions;
-  Session session(stream, image, counters, peer);
+  Session session(stream, image, counters, budget, connection);
   return session.run(on_complete);
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -12,8 +13,10 @@
 
 #include "faultline/page_source.h"
 #include "faultline/status.h"
+#include "net/connection_server.h"
 #include "net/stream.h"
 #include "protocol/frames.h"
+#include "server/reply_budget.h"
 
 namespace faultline {
 
@@ -29,6 +32,10 @@ struct ServedImage {
   bool push = true;                               // push when a client asks
   uint32_t push_chunk = 128u << 10;               // bytes per pushed DATA frame
   size_t push_queue_limit = 256u << 10;           // guest bytes in flight before push waits
+  // What one client may do before it is closed:
+  std::chrono::milliseconds handshake_timeout{10'000};  // HELLO within this
+  std::chrono::milliseconds idle_timeout{300'000};      // no frame either way this long
+  uint32_t max_bad_requests = 32;                       // REQUESTs outside the image
 };
 
 struct V2Counters {
@@ -45,10 +52,13 @@ struct V2Counters {
 };
 
 // Runs a v2 connection whose 8-byte magic has been read, until the client
-// leaves, breaks the protocol, sends COMPLETE, or `stream` is shut down.
-// OK after COMPLETE or a clean close; the reason otherwise. `on_complete` is
-// called when the client says it holds everything.
+// leaves, breaks the protocol, sends COMPLETE, idles, or `stream` is shut
+// down. The connection is marked established once the handshake is done;
+// replies owed to it are held in `budget`. OK after COMPLETE or a clean close;
+// the reason otherwise (kTimeout: idle). `on_complete` is called when the
+// client says it holds everything.
 Status serve_v2_connection(net::Stream& stream, const ServedImage& image, V2Counters& counters,
-                           const std::string& peer, const std::function<void()>& on_complete);
+                           ReplyBudget& budget, const net::Connection& connection,
+                           const std::function<void()>& on_complete);
 
 }  // namespace faultline
