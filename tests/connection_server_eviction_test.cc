@@ -42,6 +42,7 @@ class ConnectionServerEvictionTest : public ::testing::Test {
       ::poll(&p, 1, -1);
     };
     options.refused = [this](int, const std::string&, uint64_t) { ++refused_; };
+    socket_file_ = std::move(listener->socket_file);  // else the socket goes with `listener`
     auto server = ConnectionServer::start(std::move(listener->fd), std::move(options));
     ASSERT_TRUE(server) << server.status().to_string();
     server_ = std::move(*server);
@@ -76,6 +77,7 @@ class ConnectionServerEvictionTest : public ::testing::Test {
 
   testing::TempDir dir_;
   SocketAddress address_;
+  SocketFile socket_file_;
   std::atomic<int> refused_{0};
   std::unique_ptr<ConnectionServer> server_;
 };

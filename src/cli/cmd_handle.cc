@@ -93,7 +93,6 @@ void add_handle_command(CLI::App& app) {
     if (mem->count() == 0 && server->count() == 0) {
       fail("handle", "give --mem-file FILE or --page-server ADDRESS");
     }
-    options->handshake_timeout = std::chrono::milliseconds(*handshake_ms);
     run_handle(*options);
   });
 
