@@ -5,7 +5,7 @@
 // sends a JSON array of region mappings with its userfaultfd attached, and from
 // then on every fault in those regions is served with the bytes at
 // offset + (addr - base_host_virt_addr) of the snapshot memory file (or of a
-// page server serving that file). Sessions are independent: a bad handshake or
+// page server serving that file, protocol v2). Sessions are independent: a bad handshake or
 // a VM that exits or crashes ends its own session and nothing else.
 #pragma once
 
@@ -14,14 +14,19 @@
 #include <memory>
 #include <string>
 
+#include "faultline/network_page_source.h"
 #include "faultline/status.h"
 
 namespace faultline {
 
 struct UffdHandlerOptions {
-  std::string socket_path;   // where Firecracker connects ("backend_path")
-  std::string mem_file;      // the snapshot memory file, or ...
-  std::string page_server;   // ... "unix:PATH" / "tcp:HOST:PORT" of `faultline serve-pages`
+  std::string socket_path;  // where Firecracker connects ("backend_path")
+  std::string mem_file;     // the snapshot memory file, or ...
+  std::string page_server;  // ... "unix:PATH" / "tcp:HOST:PORT" of `faultline serve-pages`
+  // How to reach the page server (TLS, plain TCP, compression); one
+  // connection a VM. `push` is ignored: background_fill asks the server to
+  // push instead of filling from this side.
+  NetworkSourceOptions network;
   std::string stats_socket;  // JSON stats for `faultline stats`; default: socket_path + ".stats"
   int threads_per_session = 1;
   size_t max_sessions = 64;

@@ -14,11 +14,17 @@
 #include "faultline/unique_fd.h"
 #include "firecracker/handshake.h"
 #include "firecracker/handshake_receiver.h"
+#include "firecracker/session_push.h"
 
 namespace faultline::firecracker {
 
 struct SessionConfig {
   std::function<Result<std::unique_ptr<PageSource>>()> open_source;
+  // Set when the sources open_source makes push pages (session_source.cc):
+  // starts that push into the session's memory once it is served.
+  std::function<Result<std::unique_ptr<SessionPush>>(PageSource&, FaultServer&,
+                                                     std::span<const RegionMapping>)>
+      start_push;
   HandshakeLimits limits;
   int threads = 1;
   std::chrono::milliseconds source_deadline{5000};
@@ -51,6 +57,7 @@ class Session {
   std::vector<RegionMapping> regions_;
   PagerHandle pager_;
   std::unique_ptr<FaultServer> server_;
+  std::unique_ptr<SessionPush> push_;  // after server_: stops before it
   std::chrono::steady_clock::time_point started_;
 };
 
