@@ -23,6 +23,12 @@ bool same_image(const RemoteImage& a, const RemoteImage& b) {
          a.ram_start == b.ram_start;
 }
 
+// A TLS server that reads our plaintext HELLO may answer with an alert record
+// (content type 21, version 3.x) before it hangs up.
+bool starts_tls_alert(std::span<const std::byte> bytes) {
+  return bytes.size() >= 2 && bytes[0] == std::byte{21} && bytes[1] == std::byte{3};
+}
+
 }  // namespace
 
 Connection::Connection(SourceState& state, net::SocketAddress address,
@@ -56,7 +62,18 @@ Result<Connection::Connected> Connection::connect_once() {
   if (Status st = s->write_full(v2::kMagic, deadline); !st) return st;
   if (Status st = s->write_full(v2::encode(hello), deadline); !st) return st;
   v2::FrameHeaderBytes header_bytes;
-  if (Status st = s->read_full(header_bytes, deadline); !st) return st;
+  if (Status st = s->read_full(header_bytes, deadline); !st) {
+    return tls_ ? st
+                : st.with_context(fmt::format("{}: no WELCOME (if the server expects TLS, "
+                                              "give TlsOptions::ca_file)",
+                                              describe));
+  }
+  if (!tls_ && starts_tls_alert(header_bytes)) {
+    return Status(ErrorCode::kProtocol,
+                  fmt::format("{}: the server expects TLS (it answered with a TLS alert); give "
+                              "TlsOptions::ca_file",
+                              describe));
+  }
   auto header = v2::decode_frame_header(header_bytes);
   if (!header) return header.status();
   std::vector<std::byte> body(header->body_length);
