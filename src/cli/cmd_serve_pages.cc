@@ -11,10 +11,12 @@
 #include "cli/commands.h"
 #include "cli/compression_option.h"
 #include "cli/flag_names.h"
+#include "cli/socket_directory.h"
 #include "cli/stop_signals.h"
 #include "cli/tls_args.h"
 #include "core/log.h"
 #include "faultline/page_server.h"
+#include "faultline/version.h"
 #include "net/socket_address.h"
 
 namespace faultline::cli {
@@ -52,6 +54,7 @@ void run_serve_pages(const ServePagesArgs& args) {
     fail(fmt::format("--ram-start \"{}\" is not an address (decimal, or hex with 0x)",
                      args.ram_start));
   }
+  if (Status s = check_listen_directory("--listen", args.listen); !s.is_ok()) fail(s.message());
   const sigset_t signals = block_stop_signals();
   PageServerOptions options;
   options.listen = args.listen;
@@ -66,7 +69,8 @@ void run_serve_pages(const ServePagesArgs& args) {
   if (!server) fail(server.status().to_string());
 
   const std::string& address = (*server)->address();
-  log().info("serving pages of {} (ram_start {:#x}) on {}", args.mem_file, *ram_start, address);
+  log().info("faultline {}: serving pages of {} (ram_start {:#x}) on {}", FAULTLINE_VERSION_STRING,
+             args.mem_file, *ram_start, address);
   auto parsed = net::parse_socket_address(address);
   if (parsed && !net::is_loopback_only(*parsed) && args.tls.options.cert_file.empty()) {
     log().warn(
