@@ -23,11 +23,11 @@ if [ "${3:-}" = "--check-readme" ]; then
   done
 fi
 
+PATH=$(cd "$(dirname "$FAULTLINE_BIN")" && pwd):$PATH
+export PATH
 mkdir -p "$DIR"
 cd "$DIR"
 rm -f fc-uffd.sock fc-uffd.sock.stats
-PATH=$(cd "$(dirname "$FAULTLINE_BIN")" && pwd):$PATH
-export PATH
 PIDS=""
 trap 'for p in $PIDS; do kill "$p" 2>/dev/null || true; done' EXIT
 
