@@ -108,6 +108,7 @@ if faultline handle --socket fc-uffd.sock --page-server tcp:127.0.0.1:7443 --tls
   echo "a handler without a client certificate started" >&2
   exit 1
 fi
-grep -F "the server requires a client certificate: give --tls-cert and --tls-key" refused.log
+grep -F "the server requires a client certificate: give --tls-cert and --tls-key" refused.log ||
+  { echo "the refusal does not say what to give:" >&2; cat refused.log >&2; exit 1; }
 
 echo "TLS walk-through: every step worked (VM restore: $KVM)"

@@ -59,15 +59,16 @@ Result<Connection::Connected> Connection::connect_once() {
   hello.accepted_encodings = accepted_;
   hello.want_push = options_.push;
   const auto deadline = net::deadline_after(kHandshakeTimeout);
-  if (Status st = s->write_full(v2::kMagic, deadline); !st) return st;
-  if (Status st = s->write_full(v2::encode(hello), deadline); !st) return st;
+  // One write: a server that refuses us right after connecting (a TLS server
+  // met in plaintext, a TLS server that wants a client certificate) hangs up
+  // on the first bytes, and a second write would only see the reset.
+  std::vector<std::byte> opening(v2::kMagic.begin(), v2::kMagic.end());
+  const std::vector<std::byte> hello_frame = v2::encode(hello);
+  opening.insert(opening.end(), hello_frame.begin(), hello_frame.end());
   v2::FrameHeaderBytes header_bytes;
-  if (Status st = s->read_full(header_bytes, deadline); !st) {
-    return tls_ ? st
-                : st.with_context(fmt::format("{}: no WELCOME (if the server expects TLS, "
-                                              "give TlsOptions::ca_file)",
-                                              describe));
-  }
+  Status opened = s->write_full(opening, deadline);
+  if (opened) opened = s->read_full(header_bytes, deadline);
+  if (!opened) return with_refusal_hint(opened);
   if (!tls_ && starts_tls_alert(header_bytes)) {
     return Status(ErrorCode::kProtocol,
                   fmt::format("{}: the server expects TLS (it answered with a TLS alert); give "
@@ -105,6 +106,22 @@ Result<Connection::Connected> Connection::connect_once() {
   c.image.image_id = welcome->image_id;
   c.image.state = std::move(welcome->state);
   return c;
+}
+
+// A connection that ends before the WELCOME, said with its likely cause.
+Status Connection::with_refusal_hint(const Status& failure) const {
+  if (!tls_) {
+    return failure.with_context(
+        fmt::format("{}: no WELCOME (if the server expects TLS, give TlsOptions::ca_file)",
+                    state_.description));
+  }
+  if (failure.message().find("certificate required") != std::string::npos || tls_->mutual()) {
+    return failure;  // OpenSSL's alert says it, with its hint (net/tls_errors.cc)
+  }
+  return failure.with_context(
+      fmt::format("{}: the server hung up after the TLS handshake (if the server requires a client "
+                  "certificate: give TlsOptions::cert_file and TlsOptions::key_file)",
+                  state_.description));
 }
 
 bool Connection::reconnect(const RemoteImage& image, RequestSlots& slots, PushReceiver& push) {
