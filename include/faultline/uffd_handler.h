@@ -5,10 +5,10 @@
 // sends a JSON array of region mappings with its userfaultfd attached, and from
 // then on every fault in those regions is served with the bytes at
 // offset + (addr - base_host_virt_addr) of the snapshot memory file (or of a
-// page server serving that file). Sessions are independent: a bad handshake or
-// a VM that exits or crashes ends its own session and nothing else. A VM whose
-// handshake is refused gets SIGBUS on its faults (or is killed where the
-// kernel cannot poison pages) rather than waiting for ever.
+// page server serving that file, protocol v2). Sessions are independent: a bad
+// handshake or a VM that exits or crashes ends its own session and nothing else.
+// A VM whose handshake is refused gets SIGBUS on its faults (or is killed where
+// the kernel cannot poison pages) rather than waiting for ever.
 #pragma once
 
 #include <chrono>
@@ -16,14 +16,19 @@
 #include <memory>
 #include <string>
 
+#include "faultline/network_page_source.h"
 #include "faultline/status.h"
 
 namespace faultline {
 
 struct UffdHandlerOptions {
-  std::string socket_path;   // where Firecracker connects ("backend_path")
-  std::string mem_file;      // the snapshot memory file, or ...
-  std::string page_server;   // ... "unix:PATH" / "tcp:HOST:PORT" of `faultline serve-pages`
+  std::string socket_path;  // where Firecracker connects ("backend_path")
+  std::string mem_file;     // the snapshot memory file, or ...
+  std::string page_server;  // ... "unix:PATH" / "tcp:HOST:PORT" of `faultline serve-pages`
+  // How to reach the page server (TLS, plain TCP, compression); one
+  // connection a VM. `push` is ignored: background_fill asks the server to
+  // push instead of filling from this side.
+  NetworkSourceOptions network;
   std::string stats_socket;  // JSON stats for `faultline stats`; default: socket_path + ".stats"
   // Names this socket's sessions "NAME-1", "NAME-2", ... (by connection) in
   // logs and stats, so a platform can tell its VMs apart; empty: ids only.

@@ -11,7 +11,12 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/compression_option.h"
+#include "cli/flag_names.h"
+#include "cli/size_option.h"
+#include "cli/socket_directory.h"
 #include "cli/stop_signals.h"
+#include "cli/tls_args.h"
 #include "core/log.h"
 #include "faultline/uffd_handler.h"
 #include "net/socket_address.h"
@@ -21,11 +26,19 @@ namespace faultline::cli {
 namespace {
 
 [[noreturn]] void fail(const std::string& command, const std::string& message) {
-  log().error("{}: {}", command, message);
+  log().error("{}: {}", command, with_flag_names(message));
   throw CLI::RuntimeError(1);
 }
 
 void run_handle(UffdHandlerOptions options) {
+  for (const auto& [flag, path] :
+       {std::pair<std::string, std::string>{"--socket", options.socket_path},
+        {"--stats-socket", options.stats_socket}}) {
+    if (Status s = check_socket_directory(flag, path); !s.is_ok()) fail("handle", s.message());
+  }
+  if (Status s = check_page_power_of_two(options.fault_around_max); !s.is_ok()) {
+    fail("handle", "--fault-around " + s.message());
+  }
   const sigset_t signals = block_stop_signals();
   auto handler = UffdHandler::start(options);
   if (!handler.is_ok()) fail("handle", handler.status().to_string());
@@ -71,13 +84,18 @@ void add_handle_command(CLI::App& app) {
   handle->add_option("--stats-socket", options->stats_socket,
                      "where `faultline stats` reads JSON (default: SOCKET.stats)");
   handle->add_option("--threads", options->threads_per_session, "fault threads per VM")
-      ->capture_default_str();
-  handle
-      ->add_option("--fault-around", options->fault_around_max,
-                   "largest window, in bytes, a sequential fault installs (4096: off)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  add_size_option(handle, "--fault-around", options->fault_around_max,
+                  "largest window a sequential fault installs, a power of two (4K: off)")
+      ->default_str("1M");
   handle->add_flag("--background-fill", options->background_fill,
-                   "install each VM's untouched memory in the background");
+                   "install each VM's untouched memory in the background (with --page-server: "
+                   "the server pushes it)");
+  add_compression_option(handle, options->network.compression,
+                         "--page-server: accept none, lz4 or zstd");
+  auto tls = std::make_shared<TlsArgs>();
+  tls->add_to(handle, false);
   handle->add_option("--session-name", options->session_name,
                      "name this socket's sessions NAME-1, NAME-2, ... in logs and stats");
   auto handshake_timeout_s = std::make_shared<double>(options->handshake_timeout.count() / 1000.0);
@@ -87,12 +105,14 @@ void add_handle_command(CLI::App& app) {
                    "VM takes the place of the oldest still handshaking")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  handle->callback([options, mem, server, handshake_timeout_s] {
+  handle->callback([options, tls, mem, server, handshake_timeout_s] {
     options->handshake_timeout =
         std::chrono::milliseconds(std::max<int64_t>(1, std::llround(*handshake_timeout_s * 1000)));
     if (mem->count() == 0 && server->count() == 0) {
       fail("handle", "give --mem-file FILE or --page-server ADDRESS");
     }
+    options->network.tls = tls->options;
+    options->network.allow_plain_tcp = tls->plain_tcp;
     run_handle(*options);
   });
 

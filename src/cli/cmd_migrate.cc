@@ -17,6 +17,7 @@
 #include "cli/commands.h"
 #include "cli/compression_option.h"
 #include "cli/size_option.h"
+#include "cli/socket_directory.h"
 #include "cli/stop_signals.h"
 #include "cli/tls_args.h"
 #include "cli/vm_output.h"
@@ -64,6 +65,7 @@ void print_progress(const migration::MigrationProgress& p) {
 
 void migrate(const MigrateArgs& a) {
   const std::string cmd = "migrate";
+  if (Status s = check_listen_directory("--listen", a.listen); !s.is_ok()) fail(cmd, s.message());
   migration::MigrationSourceOptions o;
   o.listen = a.listen;
   auto ram_size = parse_size(a.ram);

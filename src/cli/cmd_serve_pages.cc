@@ -15,10 +15,12 @@
 #include "cli/compression_option.h"
 #include "cli/flag_names.h"
 #include "cli/size_option.h"
+#include "cli/socket_directory.h"
 #include "cli/stop_signals.h"
 #include "cli/tls_args.h"
 #include "core/log.h"
 #include "faultline/page_server.h"
+#include "faultline/version.h"
 #include "net/socket_address.h"
 
 namespace faultline::cli {
@@ -72,6 +74,7 @@ void run_serve_pages(const ServePagesArgs& args) {
   if (!reply_limit) fail("--reply-limit: " + reply_limit.status().message());
   auto server_reply_limit = parse_size(args.server_reply_limit);
   if (!server_reply_limit) fail("--server-reply-limit: " + server_reply_limit.status().message());
+  if (Status s = check_listen_directory("--listen", args.listen); !s.is_ok()) fail(s.message());
   const sigset_t signals = block_stop_signals();
   PageServerOptions options;
   options.handshake_timeout = milliseconds_of(args.handshake_timeout_s);
@@ -91,7 +94,8 @@ void run_serve_pages(const ServePagesArgs& args) {
   if (!server) fail(server.status().to_string());
 
   const std::string& address = (*server)->address();
-  log().info("serving pages of {} (ram_start {:#x}) on {}", args.mem_file, *ram_start, address);
+  log().info("faultline {}: serving pages of {} (ram_start {:#x}) on {}", FAULTLINE_VERSION_STRING,
+             args.mem_file, *ram_start, address);
   auto parsed = net::parse_socket_address(address);
   if (parsed && !net::is_loopback_only(*parsed) && args.tls.options.cert_file.empty()) {
     log().warn(

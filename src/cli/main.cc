@@ -2,6 +2,7 @@
 #include <exception>
 
 #include "cli/commands.h"
+#include "cli/flag_suggestion.h"
 #include "core/log.h"
 #include "faultline/version.h"
 
@@ -25,7 +26,16 @@ int main(int argc, char** argv) {
   faultline::cli::add_vm_command(app);
 
   try {
-    CLI11_PARSE(app, argc, argv);
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      // CLI11's own words, with the flag that was probably meant when an
+      // argument was not expected (or a required flag seemed missing).
+      const bool from_a_command = dynamic_cast<const CLI::RuntimeError*>(&e) != nullptr;
+      const std::string hint = from_a_command ? "" : faultline::cli::suggest_flags(app);
+      if (hint.empty() || e.get_exit_code() == 0) return app.exit(e);
+      return app.exit(CLI::ParseError(std::string(e.what()) + ";" + hint, e.get_exit_code()));
+    }
   } catch (const std::exception& e) {
     // Nothing a command throws leaves the process without saying what.
     faultline::log().error("{}", e.what());

@@ -88,9 +88,8 @@ Result<RegionMapping> parse_region(const json& region, size_t index,
   }
   if (limits.mem_file_size && m.offset + m.size > *limits.mem_file_size) {
     return invalid_argument(fmt::format(
-        "region {}: file range [{:#x}, {:#x}) reaches past the end of the memory file ({:#x} "
-        "bytes)",
-        index, m.offset, m.offset + m.size, *limits.mem_file_size));
+        "region {}: file range [{:#x}, {:#x}) reaches past the end of {} ({:#x} bytes)", index,
+        m.offset, m.offset + m.size, limits.mem_file_name, *limits.mem_file_size));
   }
   return m;
 }

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -24,6 +25,7 @@ struct HandshakeLimits {
   // Size of the memory file; regions must lie inside it. Unknown (e.g. pages
   // from a page server): no such check.
   std::optional<uint64_t> mem_file_size;
+  std::string mem_file_name = "the memory file";  // what holds mem_file_size bytes, for messages
   size_t max_regions = 64;
   uint64_t max_page_size = 2ull << 20;
 };

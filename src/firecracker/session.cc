@@ -23,6 +23,7 @@ Result<std::unique_ptr<Session>> Session::start(uint64_t id, int peer_pid,
 
   Result<std::unique_ptr<PageSource>> source = config.open_source();
   if (!source.is_ok()) return source.status();
+  PageSource& opened = **source;  // the pager owns it from here on
   PagerConfig pager_config;
   pager_config.source_retry.deadline = config.source_deadline;
   // Guest-physical addresses here are offsets into the memory file.
@@ -46,9 +47,15 @@ Result<std::unique_ptr<Session>> Session::start(uint64_t id, int peer_pid,
   }
   Status started = (*server)->start();
   if (!started.is_ok()) return started;
-  return std::unique_ptr<Session>(new Session(id, peer_pid, std::move(name),
-                                              std::move(regions).value(), std::move(pager),
-                                              std::move(server).value()));
+  std::unique_ptr<Session> session(new Session(id, peer_pid, std::move(name),
+                                               std::move(regions).value(), std::move(pager),
+                                               std::move(server).value()));
+  if (config.start_push) {
+    auto push = config.start_push(opened, *session->server_, session->regions_);
+    if (!push.is_ok()) return push.status();
+    session->push_ = std::move(push).value();
+  }
+  return session;
 }
 
 Session::Session(uint64_t id, int pid, std::string name, std::vector<RegionMapping> regions,
@@ -78,6 +85,7 @@ std::string Session::serve_until_done(int connection, int stop_fd) {
     if ((fds[0].revents & POLLIN) != 0 && ::read(connection, discard, sizeof discard) <= 0) break;
   }
   const bool server_ended_first = !server_->running();
+  push_.reset();
   server_->request_shutdown();
   Status stopped = server_->wait();
   if (!stopped.is_ok() && stopped.code() != ErrorCode::kUnavailable) {
@@ -112,7 +120,8 @@ nlohmann::ordered_json Session::stats() const {
       {"poisoned", s.poisoned},
       {"can_poison", server_->can_poison()},
       {"fault_around_pages", p.fault_around_pages},
-      {"background_pages", s.filled_pages},
+      {"background_pages", s.filled_pages + s.pushed_pages},
+      {"pushed_pages", s.pushed_pages},
       {"fully_resident_ms", static_cast<double>(s.fully_resident_ns) / 1e6},
       {"latency_us",
        {{"p50", p.fault_latency.p50_ns / 1e3},

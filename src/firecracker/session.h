@@ -14,6 +14,7 @@
 #include "faultline/unique_fd.h"
 #include "firecracker/handshake.h"
 #include "firecracker/handshake_receiver.h"
+#include "firecracker/session_push.h"
 
 namespace faultline::firecracker {
 
@@ -23,6 +24,11 @@ std::string session_label(uint64_t id, const std::string& name, int pid);
 
 struct SessionConfig {
   std::function<Result<std::unique_ptr<PageSource>>()> open_source;
+  // Set when the sources open_source makes push pages (session_source.cc):
+  // starts that push into the session's memory once it is served.
+  std::function<Result<std::unique_ptr<SessionPush>>(PageSource&, FaultServer&,
+                                                     std::span<const RegionMapping>)>
+      start_push;
   HandshakeLimits limits;
   int threads = 1;
   std::chrono::milliseconds source_deadline{5000};
@@ -61,6 +67,7 @@ class Session {
   std::vector<RegionMapping> regions_;
   PagerHandle pager_;
   std::unique_ptr<FaultServer> server_;
+  std::unique_ptr<SessionPush> push_;  // after server_: stops before it
   std::chrono::steady_clock::time_point started_;
 };
 

@@ -13,10 +13,12 @@
 #include <nlohmann/json.hpp>
 
 #include "core/log.h"
+#include "faultline/version.h"
 #include "firecracker/handshake_receiver.h"
 #include "firecracker/refusal.h"
 #include "firecracker/session.h"
 #include "firecracker/session_history.h"
+#include "firecracker/session_source.h"
 #include "net/connection_server.h"
 #include "net/socket_address.h"
 #include "net/socket_io.h"
@@ -31,9 +33,6 @@ class UffdHandler::Impl {
 
   Status init() {
     if (options_.socket_path.empty()) return invalid_argument("no socket path given");
-    if (options_.mem_file.empty() == options_.page_server.empty()) {
-      return invalid_argument("give exactly one of a memory file or a page server");
-    }
     if (options_.threads_per_session < 1 || options_.threads_per_session > 64) {
       return invalid_argument(fmt::format("threads per session must be in [1, 64], not {}",
                                           options_.threads_per_session));
@@ -43,23 +42,7 @@ class UffdHandler::Impl {
     config_.source_deadline = options_.source_deadline;
     config_.fault_around_max = options_.fault_around_max;
     config_.background_fill = options_.background_fill;
-    if (!options_.mem_file.empty()) {
-      // Check the file now: a missing file is the operator's error, not a VM's.
-      auto probe = open_file_page_source(options_.mem_file, 0);
-      if (!probe.is_ok()) return probe.status();
-      struct stat st {};
-      if (::stat(options_.mem_file.c_str(), &st) != 0) {
-        return io_error(fmt::format("stat {}", options_.mem_file), errno);
-      }
-      config_.limits.mem_file_size = static_cast<uint64_t>(st.st_size);
-      config_.open_source = [path = options_.mem_file] { return open_file_page_source(path, 0); };
-    } else {
-      auto probe = connect_socket_page_source(options_.page_server);
-      if (!probe.is_ok()) return probe.status();
-      config_.open_source = [address = options_.page_server] {
-        return connect_socket_page_source(address);
-      };
-    }
+    if (Status s = firecracker::configure_session_source(options_, config_); !s.is_ok()) return s;
     // A listener that fails leaves the path as it was; one made here already
     // takes its socket file with it when this returns early.
     auto vm_listener = listen_on(options_.socket_path);
@@ -88,8 +71,8 @@ class UffdHandler::Impl {
     stats_server_ = std::move(stats_server).value();
     vm_socket_file_ = std::move(vm_listener->socket_file);
     stats_socket_file_ = std::move(stats_listener->socket_file);
-    log().info("handling Firecracker page faults on {} (stats on {}), pages from {}",
-               options_.socket_path, options_.stats_socket,
+    log().info("faultline {}: handling Firecracker page faults on {} (stats on {}), pages from {}",
+               FAULTLINE_VERSION_STRING, options_.socket_path, options_.stats_socket,
                options_.mem_file.empty() ? options_.page_server : options_.mem_file);
     return Status::ok();
   }
@@ -116,6 +99,7 @@ class UffdHandler::Impl {
       }
     }
     nlohmann::ordered_json j = {
+        {"version", FAULTLINE_VERSION_STRING},
         {"socket", options_.socket_path},
         {"session_name", options_.session_name},
         {"source", options_.mem_file.empty() ? options_.page_server : options_.mem_file},

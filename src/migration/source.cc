@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <random>
@@ -9,6 +10,7 @@
 #include "core/log.h"
 #include "net/socket_address.h"
 #include "net/stream_connect.h"
+#include "net/tls.h"
 #include "vm/state_file.h"
 
 namespace faultline::migration {
@@ -24,6 +26,21 @@ double ms_between(Clock::time_point from, Clock::time_point to) {
   return std::chrono::duration<double, std::milli>(to - from).count();
 }
 
+// Binds the address once and loads the TLS files, so that a taken port, a
+// missing directory or a bad certificate is refused before the guest runs
+// rather than after it paused (serve() binds again).
+Status check_can_serve(const net::SocketAddress& address, const TlsOptions& tls) {
+  auto listener = net::listen_socket(address);
+  if (!listener.is_ok()) {
+    return listener.status().with_context("MigrationSourceOptions::listen " + address.to_string());
+  }
+  listener->fd.reset();
+  if (address.kind == net::SocketAddress::Kind::kUnix) ::unlink(address.path.c_str());
+  if (tls.cert_file.empty() && tls.key_file.empty() && tls.ca_file.empty()) return Status::ok();
+  auto context = net::TlsContext::server(tls);
+  return context.is_ok() ? Status::ok() : context.status();
+}
+
 }  // namespace
 
 Result<std::unique_ptr<MigrationSource>> MigrationSource::boot(MigrationSourceOptions options) {
@@ -35,6 +52,7 @@ Result<std::unique_ptr<MigrationSource>> MigrationSource::boot(MigrationSourceOp
       !options.allow_plain_tcp) {
     return net::plain_tcp_refused(*address, "TlsOptions::cert_file and TlsOptions::key_file");
   }
+  if (Status s = check_can_serve(*address, options.tls); !s.is_ok()) return s;
   if (Status s = vm::check_guest_ram_size(options.ram_size); !s.is_ok()) return s;
   if (Status s = vm::Machine::pause_on_signal(SIGUSR1); !s.is_ok()) return s;
 

@@ -184,7 +184,8 @@ Result<std::unique_ptr<Stream>> TlsContext::connect(UniqueFd socket, const std::
                                                     Deadline deadline) const {
   const std::string name = without_brackets(server_name_.empty() ? host : server_name_);
   if (name.empty()) {
-    return invalid_argument("TLS connect: no server name to verify (no host, no server_name)");
+    return invalid_argument(
+        "TLS connect: no server name to verify (no host, no TlsOptions::server_name)");
   }
   auto ssl = new_connection(ctx_.get());
   if (!ssl) return ssl.status();

@@ -35,6 +35,29 @@ std::string verify_failure(SSL* ssl) {
   return text;
 }
 
+// What a user can do about the failure, where the reason says it: OpenSSL's
+// words name the symptom, not the flag that is missing.
+std::string hint_for(const std::string& reason, SSL* ssl) {
+  const bool client = SSL_is_server(ssl) == 0;
+  if (reason.find("certificate required") != std::string::npos) {
+    return "the server requires a client certificate: give TlsOptions::cert_file and "
+           "TlsOptions::key_file";
+  }
+  if (!client && reason.find("peer did not return a certificate") != std::string::npos) {
+    return "the client presented no certificate, and TlsOptions::ca_file requires one";
+  }
+  if (reason.find("wrong version number") != std::string::npos ||
+      reason.find("packet length too long") != std::string::npos ||
+      reason.find("record layer failure") != std::string::npos) {
+    return client ? "the server does not speak TLS here; drop the TLS options if it is plain"
+                  : "the client does not speak TLS";
+  }
+  if (client && reason.find("unable to get local issuer certificate") != std::string::npos) {
+    return "the server's certificate is not signed by a CA in TlsOptions::ca_file";
+  }
+  return "";
+}
+
 }  // namespace
 
 std::string take_openssl_errors() {
@@ -53,7 +76,9 @@ std::string tls_failure_reason(SSL* ssl) {
   if (std::string verify = verify_failure(ssl); !verify.empty()) {
     text += text.empty() ? verify : fmt::format(" ({})", verify);
   }
-  return text.empty() ? "unknown TLS error" : text;
+  if (text.empty()) return "unknown TLS error";
+  if (std::string hint = hint_for(text, ssl); !hint.empty()) text += " (" + hint + ")";
+  return text;
 }
 
 }  // namespace faultline::net

@@ -13,7 +13,9 @@ std::string take_openssl_errors();
 
 // Why a call on `ssl` failed: the queued reasons, and when the peer's
 // certificate did not verify, why not: "certificate verify failed (unable to
-// get local issuer certificate)". Drains the error queue.
+// get local issuer certificate)", with what to do where the reason says it
+// ("... certificate required (the server requires a client certificate: give
+// TlsOptions::cert_file and TlsOptions::key_file)"). Drains the error queue.
 std::string tls_failure_reason(SSL* ssl);
 
 }  // namespace faultline::net

@@ -23,6 +23,12 @@ bool same_image(const RemoteImage& a, const RemoteImage& b) {
          a.ram_start == b.ram_start;
 }
 
+// A TLS server that reads our plaintext HELLO may answer with an alert record
+// (content type 21, version 3.x) before it hangs up.
+bool starts_tls_alert(std::span<const std::byte> bytes) {
+  return bytes.size() >= 2 && bytes[0] == std::byte{21} && bytes[1] == std::byte{3};
+}
+
 }  // namespace
 
 Connection::Connection(SourceState& state, net::SocketAddress address,
@@ -53,10 +59,22 @@ Result<Connection::Connected> Connection::connect_once() {
   hello.accepted_encodings = accepted_;
   hello.want_push = options_.push;
   const auto deadline = net::deadline_after(kHandshakeTimeout);
-  if (Status st = s->write_full(v2::kMagic, deadline); !st) return st;
-  if (Status st = s->write_full(v2::encode(hello), deadline); !st) return st;
+  // One write: a server that refuses us right after connecting (a TLS server
+  // met in plaintext, a TLS server that wants a client certificate) hangs up
+  // on the first bytes, and a second write would only see the reset.
+  std::vector<std::byte> opening(v2::kMagic.begin(), v2::kMagic.end());
+  const std::vector<std::byte> hello_frame = v2::encode(hello);
+  opening.insert(opening.end(), hello_frame.begin(), hello_frame.end());
   v2::FrameHeaderBytes header_bytes;
-  if (Status st = s->read_full(header_bytes, deadline); !st) return st;
+  Status opened = s->write_full(opening, deadline);
+  if (opened) opened = s->read_full(header_bytes, deadline);
+  if (!opened) return with_refusal_hint(opened);
+  if (!tls_ && starts_tls_alert(header_bytes)) {
+    return Status(ErrorCode::kProtocol,
+                  fmt::format("{}: the server expects TLS (it answered with a TLS alert); give "
+                              "TlsOptions::ca_file",
+                              describe));
+  }
   auto header = v2::decode_frame_header(header_bytes);
   if (!header) return header.status();
   std::vector<std::byte> body(header->body_length);
@@ -88,6 +106,22 @@ Result<Connection::Connected> Connection::connect_once() {
   c.image.image_id = welcome->image_id;
   c.image.state = std::move(welcome->state);
   return c;
+}
+
+// A connection that ends before the WELCOME, said with its likely cause.
+Status Connection::with_refusal_hint(const Status& failure) const {
+  if (!tls_) {
+    return failure.with_context(
+        fmt::format("{}: no WELCOME (if the server expects TLS, give TlsOptions::ca_file)",
+                    state_.description));
+  }
+  if (failure.message().find("certificate required") != std::string::npos || tls_->mutual()) {
+    return failure;  // OpenSSL's alert says it, with its hint (net/tls_errors.cc)
+  }
+  return failure.with_context(
+      fmt::format("{}: the server hung up after the TLS handshake (if the server requires a client "
+                  "certificate: give TlsOptions::cert_file and TlsOptions::key_file)",
+                  state_.description));
 }
 
 bool Connection::reconnect(const RemoteImage& image, RequestSlots& slots, PushReceiver& push) {

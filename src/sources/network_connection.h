@@ -49,6 +49,8 @@ class Connection {
   Status send_complete(net::Stream& stream);
 
  private:
+  Status with_refusal_hint(const Status& failure) const;
+
   SourceState& state_;
   const net::SocketAddress address_;
   const NetworkSourceOptions& options_;
