@@ -6,20 +6,12 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <fstream>
-#include <sstream>
-
 #include "support/temp_dir.h"
 
 namespace faultline {
 namespace {
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using testing::read_text;
 
 TEST(ChildProcess, OutputGoesToFilesAndTheExitCodeComesBack) {
   testing::TempDir dir;

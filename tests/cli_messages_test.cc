@@ -10,15 +10,16 @@
 
 #include "faultline/version.h"
 #include "net/socket_address.h"
-#include "support/cli_run.h"
+#include "support/cli_process.h"
 #include "support/handler_process.h"
+#include "support/serve_pages_process.h"
 #include "support/temp_dir.h"
 #include "support/test_certs.h"
 
 namespace faultline {
 namespace {
 
-using testing::CliRun;
+using testing::Cli;
 
 class CliMessagesTest : public ::testing::Test {
  protected:
@@ -27,14 +28,12 @@ class CliMessagesTest : public ::testing::Test {
     certs_ = testing::make_test_certs(dir_.path());
   }
 
-  CliRun Run(const std::vector<std::string>& args) {
-    return testing::run_cli(FAULTLINE_CLI, args, dir_.path());
-  }
+  Cli Run(const std::vector<std::string>& args) { return testing::faultline(dir_, args); }
   // A run that must fail: its output.
   std::string Fails(const std::vector<std::string>& args) {
-    const CliRun run = Run(args);
-    EXPECT_FALSE(run.status.exited() && run.status.exit_code() == 0) << run.output;
-    return run.output;
+    const Cli run = Run(args);
+    EXPECT_FALSE(run.exit_code == 0) << run.output();
+    return run.output();
   }
   std::vector<std::string> Handle(std::vector<std::string> extra) const {
     std::vector<std::string> args = {"handle", "--socket", dir_.file("uffd.sock")};
@@ -62,10 +61,8 @@ TEST_F(CliMessagesTest, TheHandlersStatsAndStartupLineCarryTheVersion) {
   EXPECT_NE(handler.log_text().find("faultline " FAULTLINE_VERSION_STRING ": handling"),
             std::string::npos)
       << handler.log_text();
-  const CliRun stats = Run({"stats", "--socket", dir_.file("uffd.sock")});
-  EXPECT_EQ(nlohmann::json::parse(stats.output, nullptr, false)["version"],
-            FAULTLINE_VERSION_STRING)
-      << stats.output;
+  const Cli stats = Run({"stats", "--socket", dir_.file("uffd.sock")});
+  EXPECT_EQ(stats.json()["version"], FAULTLINE_VERSION_STRING) << stats.output();
 }
 
 TEST_F(CliMessagesTest, ServePagesStartupLineCarriesTheVersion) {

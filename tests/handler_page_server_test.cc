@@ -12,9 +12,10 @@
 #include <vector>
 
 #include "os_linux/uffd.h"
-#include "support/cli_run.h"
+#include "support/cli_process.h"
 #include "support/firecracker_client.h"
 #include "support/handler_process.h"
+#include "support/serve_pages_process.h"
 #include "support/temp_dir.h"
 #include "support/test_certs.h"
 
@@ -77,11 +78,11 @@ class HandlerPageServerTest : public ::testing::Test {
   }
 
   // `faultline handle` that must fail to start: its output.
-  testing::CliRun HandleFails(const std::vector<std::string>& args) {
+  testing::Cli HandleFails(const std::vector<std::string>& args) {
     std::vector<std::string> all = {"handle", "--socket", socket_};
     all.insert(all.end(), args.begin(), args.end());
-    testing::CliRun run = testing::run_cli(FAULTLINE_CLI, all, dir_.path());
-    EXPECT_TRUE(run.status.exited() && run.status.exit_code() == 1) << run.output;
+    testing::Cli run = testing::faultline(dir_, all);
+    EXPECT_TRUE(run.exit_code == 1) << run.output();
     struct stat st {};
     EXPECT_NE(::stat(socket_.c_str(), &st), 0) << "a handler that did not start left its socket";
     return run;
@@ -160,9 +161,9 @@ TEST_F(HandlerPageServerTest, PlainTcpIsRefusedWithoutThePlainTcpFlag) {
   testing::ServePagesProcess server(FAULTLINE_CLI, ServeArgs({"--plain-tcp"}),
                                     dir_.file("server.log"));
   ASSERT_FALSE(server.address().empty());
-  const testing::CliRun run = HandleFails({"--page-server", server.address()});
-  EXPECT_NE(run.output.find("--plain-tcp"), std::string::npos) << run.output;
-  EXPECT_EQ(run.output.find("allow_plain_tcp"), std::string::npos) << run.output;
+  const testing::Cli run = HandleFails({"--page-server", server.address()});
+  EXPECT_NE(run.output().find("--plain-tcp"), std::string::npos) << run.output();
+  EXPECT_EQ(run.output().find("allow_plain_tcp"), std::string::npos) << run.output();
 
   // With the flag it is served.
   auto handler = StartHandler({"--page-server", server.address(), "--plain-tcp"});
@@ -173,8 +174,8 @@ TEST_F(HandlerPageServerTest, PlainTcpIsRefusedWithoutThePlainTcpFlag) {
 
 TEST_F(HandlerPageServerTest, AnUnreachableServerFailsAtStartupNamingIt) {
   const std::string nowhere = "unix:" + dir_.file("nobody-listens.sock");
-  const testing::CliRun run = HandleFails({"--page-server", nowhere});
-  EXPECT_NE(run.output.find("page server " + nowhere), std::string::npos) << run.output;
+  const testing::Cli run = HandleFails({"--page-server", nowhere});
+  EXPECT_NE(run.output().find("page server " + nowhere), std::string::npos) << run.output();
 }
 
 TEST_F(HandlerPageServerTest, AServerOfAnImageNotAtZeroIsRefusedAtStartup) {
@@ -183,8 +184,8 @@ TEST_F(HandlerPageServerTest, AServerOfAnImageNotAtZeroIsRefusedAtStartup) {
                                      mem_file_, "--ram-start", "0x80000000"},
                                     dir_.file("server.log"));
   ASSERT_FALSE(server.address().empty());
-  const testing::CliRun run = HandleFails({"--page-server", server.address()});
-  EXPECT_NE(run.output.find("--ram-start 0"), std::string::npos) << run.output;
+  const testing::Cli run = HandleFails({"--page-server", server.address()});
+  EXPECT_NE(run.output().find("--ram-start 0"), std::string::npos) << run.output();
 }
 
 }  // namespace

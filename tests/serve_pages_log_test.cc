@@ -11,6 +11,7 @@
 #include "net/socket_address.h"
 #include "net/socket_io.h"
 #include "os_linux/child_process.h"
+#include "support/page_size.h"
 #include "support/raw_v2_client.h"
 #include "support/temp_dir.h"
 
@@ -19,7 +20,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr uint64_t kPage = 4096;
+using testing::kPage;
 constexpr uint64_t kPages = 64;
 
 size_t CountLines(const std::string& path) {

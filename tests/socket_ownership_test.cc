@@ -6,7 +6,6 @@
 #include <sys/stat.h>
 
 #include <fstream>
-#include <sstream>
 
 #include "faultline/page_server.h"
 #include "net/socket_address.h"
@@ -17,14 +16,9 @@
 namespace faultline {
 namespace {
 
-using testing::kPage;
+using testing::read_text;
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using testing::kPage;
 
 bool exists(const std::string& path) {
   struct stat st {};

@@ -5,9 +5,7 @@
 
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -16,19 +14,13 @@
 
 namespace faultline::testing {
 
-inline std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // How a finished CLI run ended.
 struct Cli {
   int exit_code = -1;  // as a shell's $?
   std::string out;
   std::string err;
   nlohmann::json json() const { return nlohmann::json::parse(out, nullptr, false); }
+  std::string output() const { return out + err; }  // stdout, then stderr
 };
 
 // A CLI run in progress; its output goes to files in `dir`.

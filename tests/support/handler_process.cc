@@ -5,12 +5,11 @@
 #include <sys/wait.h>
 
 #include <chrono>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "net/socket_address.h"
 #include "net/socket_io.h"
+#include "support/temp_dir.h"
 
 namespace faultline::testing {
 namespace {
@@ -98,10 +97,7 @@ nlohmann::json HandlerProcess::stats() const {
 }
 
 std::string HandlerProcess::log_text() const {
-  std::ifstream in(log_);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
+  return read_text(log_);
 }
 
 bool HandlerProcess::wait_for_log(const std::string& text) const {

@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 namespace faultline::testing {
 
@@ -34,6 +36,13 @@ void write_file(const std::string& path, std::span<const std::byte> bytes) {
     done += static_cast<size_t>(n);
   }
   ::close(fd);
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
 }
 
 std::vector<std::byte> make_test_image(uint64_t size, uint64_t page_size, uint64_t zero_every,

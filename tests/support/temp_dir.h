@@ -27,6 +27,9 @@ class TempDir {
 // Writes `bytes` to `path` (replacing it); fails the test on error.
 void write_file(const std::string& path, std::span<const std::byte> bytes);
 
+// The whole of the text file at `path`; "" if it cannot be read.
+std::string read_text(const std::string& path);
+
 // A deterministic image: every page different and recognisable, every
 // `zero_every`-th page all zero (0 = none).
 std::vector<std::byte> make_test_image(uint64_t size, uint64_t page_size = 4096,

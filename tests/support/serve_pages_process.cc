@@ -1,4 +1,4 @@
-#include "support/cli_run.h"
+#include "support/serve_pages_process.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -9,30 +9,6 @@
 #include <thread>
 
 namespace faultline::testing {
-
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-CliRun run_cli(const std::string& cli, const std::vector<std::string>& args,
-               const std::string& dir) {
-  std::vector<std::string> argv = {cli};
-  argv.insert(argv.end(), args.begin(), args.end());
-  const std::string out = dir + "/cli.stdout";
-  const std::string err = dir + "/cli.stderr";
-  auto child = ChildProcess::spawn(argv, {.stdout_file = out, .stderr_file = err});
-  if (!child.is_ok()) {
-    ADD_FAILURE() << "cannot start " << cli << ": " << child.status().to_string();
-    return {};
-  }
-  CliRun run;
-  run.status = child->wait();
-  run.output = read_text_file(out) + read_text_file(err);
-  return run;
-}
 
 ServePagesProcess::ServePagesProcess(const std::string& cli, const std::vector<std::string>& args,
                                      const std::string& log)
