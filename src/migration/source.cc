@@ -34,8 +34,8 @@ Status check_can_serve(const net::SocketAddress& address, const TlsOptions& tls)
   if (!listener.is_ok()) {
     return listener.status().with_context("MigrationSourceOptions::listen " + address.to_string());
   }
-  listener->fd.reset();
-  if (address.kind == net::SocketAddress::Kind::kUnix) ::unlink(address.path.c_str());
+  // `listener` goes out of scope here, taking its socket file with it (only
+  // while the file is still the one it bound).
   if (tls.cert_file.empty() && tls.key_file.empty() && tls.ca_file.empty()) return Status::ok();
   auto context = net::TlsContext::server(tls);
   return context.is_ok() ? Status::ok() : context.status();

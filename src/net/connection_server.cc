@@ -150,7 +150,12 @@ class ConnectionServer::Impl {
     ++accepted_;
     ++active_;
     Connection connection{accepted_.load(), slot.fd.get(), std::move(peer), stop_event_.get(),
-                          [&slot] { slot.established.store(true); }};
+                          // Under mu_, so that an eviction decided on the accept
+                          // thread never lands on a connection that has just proved itself.
+                          [this, &slot] {
+                            std::lock_guard lock(mu_);
+                            slot.established.store(true);
+                          }};
     try {
       slot.thread = std::thread([this, &slot, connection] { run(slot, connection); });
     } catch (const std::system_error& e) {
