@@ -65,6 +65,15 @@ TEST_F(CliMessagesTest, TheHandlersStatsAndStartupLineCarryTheVersion) {
   EXPECT_EQ(stats.json()["version"], FAULTLINE_VERSION_STRING) << stats.output();
 }
 
+TEST_F(CliMessagesTest, ATimeoutBeyondADayIsRefusedRatherThanWrappedToAMillisecond) {
+  const std::string serve = Fails({"serve-pages", "--listen", "unix:" + dir_.file("p.sock"),
+                                   "--mem-file", mem_file_, "--idle-timeout", "1e20"});
+  EXPECT_NE(serve.find("--idle-timeout"), std::string::npos) << serve;
+  const std::string handle =
+      Fails(Handle({"--mem-file", mem_file_, "--handshake-timeout", "1e20"}));
+  EXPECT_NE(handle.find("--handshake-timeout"), std::string::npos) << handle;
+}
+
 TEST_F(CliMessagesTest, ServePagesStartupLineCarriesTheVersion) {
   testing::ServePagesProcess server(FAULTLINE_CLI, TlsServerArgs(), dir_.file("server.log"));
   EXPECT_NE(server.log_text().find("faultline " FAULTLINE_VERSION_STRING ": serving pages"),

@@ -104,7 +104,7 @@ void add_handle_command(CLI::App& app) {
                    "seconds a VM has to send its handshake; when all sessions are taken, a new "
                    "VM takes the place of the oldest still handshaking")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(0.001, 86400.0));
   handle->callback([options, tls, mem, server, handshake_timeout_s] {
     options->handshake_timeout =
         std::chrono::milliseconds(std::max<int64_t>(1, std::llround(*handshake_timeout_s * 1000)));

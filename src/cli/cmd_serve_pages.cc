@@ -131,12 +131,12 @@ void add_serve_pages_command(CLI::App& app) {
   cmd->add_option("--handshake-timeout", args->handshake_timeout_s,
                   "seconds a new connection has for its v2 handshake or first v1 request")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(0.001, 86400.0));
   cmd->add_option("--idle-timeout", args->idle_timeout_s,
                   "seconds after which a connection that sends nothing (and, v2, is sent "
                   "nothing) is closed")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(0.001, 86400.0));
   cmd->add_option("--reply-limit", args->reply_limit,
                   "v2 reply bytes queued for one client before its requests wait unread")
       ->capture_default_str();
