@@ -258,7 +258,7 @@ struct Bench {
     }
     run_workload(w, memory.data, latency, wrong);
     o.total_ms = ms(Clock::now() - start);
-    if (options.background_fill) {
+    if (options.prefetch.policy == PrefetchPolicy::kFull && options.prefetch.fill) {
       // Time until all of memory is resident (the fill may outlast the workload).
       while ((*server)->stats().fully_resident_ns == 0 && ms(Clock::now() - start) < 60000) {
         std::this_thread::sleep_for(std::chrono::microseconds(200));
@@ -315,10 +315,10 @@ int main(int argc, char** argv) {
   bench.file = ::open(bench.path.c_str(), O_RDONLY | O_CLOEXEC);
 
   FaultServerOptions demand;  // fault-around, no fill, one thread
+  demand.prefetch.fill = false;
   FaultServerOptions one_page = demand;
-  one_page.fault_around_max = kPage;
-  FaultServerOptions fill = demand;
-  fill.background_fill = true;
+  one_page.prefetch.policy = PrefetchPolicy::kDemand;
+  FaultServerOptions fill;  // the default
   FaultServerOptions spin = fill;
   spin.spin = std::chrono::microseconds(50);
   FaultServerOptions two_threads = fill;

@@ -60,8 +60,15 @@ class FastPathsTest : public ::testing::Test {
   std::unique_ptr<FaultServer> server_;
 };
 
+// Fault-around alone (no fill), which windows a fault gets.
+FaultServerOptions FaultAroundOnly() {
+  FaultServerOptions options;
+  options.prefetch.fill = false;
+  return options;
+}
+
 TEST_F(FastPathsTest, SequentialTouchesAreServedInGrowingWindows) {
-  Start(4096);
+  Start(4096, FaultAroundOnly());
   for (uint64_t i = 0; i < pages_; ++i) ASSERT_TRUE(PageRight(i)) << i;
   Stop();
   const PagerStats s = pager_->stats();
@@ -70,7 +77,7 @@ TEST_F(FastPathsTest, SequentialTouchesAreServedInGrowingWindows) {
 }
 
 TEST_F(FastPathsTest, RandomTouchesAreServedOnePageAtATime) {
-  Start(4096);
+  Start(4096, FaultAroundOnly());
   std::vector<uint64_t> order;
   for (uint64_t i = 0; i < pages_; i += 4) order.push_back(i);  // never adjacent
   std::shuffle(order.begin(), order.end(), std::mt19937_64(5));
@@ -106,9 +113,7 @@ TEST_F(FastPathsTest, FaultAroundGivesRemovedPagesZeros) {
 }
 
 TEST_F(FastPathsTest, BackgroundFillMakesEverythingResidentWithTheRightBytes) {
-  FaultServerOptions options;
-  options.background_fill = true;
-  Start(16384, options);        // 64 MiB
+  Start(16384);                 // 64 MiB, the default policy: full (fill on)
   ASSERT_TRUE(PageRight(100));  // a demand fault while the fill runs
   for (int i = 0; i < 20000 && server_->stats().fully_resident_ns == 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -124,8 +129,6 @@ TEST_F(FastPathsTest, BackgroundFillMakesEverythingResidentWithTheRightBytes) {
 
 TEST_F(FastPathsTest, BackgroundFillRacingDemandFaultsAndRemovalsKeepsEveryByteRight) {
   FaultServerOptions options;
-  options.background_fill = true;
-  options.fill_chunk = 64 * kPage;
   options.threads = 2;
   Start(16384, options);
   std::atomic<uint64_t> wrong{0};
@@ -154,7 +157,7 @@ TEST_F(FastPathsTest, BackgroundFillRacingDemandFaultsAndRemovalsKeepsEveryByteR
 TEST_F(FastPathsTest, ASpinningServerServesEveryFault) {
   FaultServerOptions options;
   options.spin = std::chrono::microseconds(200);
-  options.fault_around_max = kPage;
+  options.prefetch.policy = PrefetchPolicy::kDemand;
   Start(2048, options);
   std::vector<std::thread> threads;
   std::atomic<uint64_t> wrong{0};

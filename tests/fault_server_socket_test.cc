@@ -68,7 +68,8 @@ TEST_P(FaultServerSocketTest, EightThreadsFaultingRandomPagesOf256MiBSeeEveryByt
   ServeIntoGuestMemory(kPages);
   FaultServerOptions options;
   options.threads = 2;
-  options.fault_around_max = kPage;  // one fetch per page: the count below is exact
+  options.prefetch.policy =
+      PrefetchPolicy::kDemand;  // one fetch per page: the count below is exact
   StartServer(served_.server->address(), {}, options);
   std::vector<uint64_t> order(kPages);
   for (uint64_t i = 0; i < kPages; ++i) order[i] = i;
@@ -100,7 +101,9 @@ TEST_P(FaultServerSocketTest, PageServerDyingMidRunGivesSigbusNotWrongBytesOrAHa
   ServeIntoGuestMemory(256);
   PagerConfig config;
   config.source_retry.deadline = 100ms;
-  StartServer(served_.server->address(), config);
+  FaultServerOptions options;
+  options.prefetch.policy = PrefetchPolicy::kDemand;  // pages 100, 101 come only when touched
+  StartServer(served_.server->address(), config, options);
   for (uint64_t page = 0; page < 32; ++page) ASSERT_TRUE(ReadPage(page)) << page;
   served_.server->stop();
   EXPECT_FALSE(ReadPage(100));  // retried until the deadline, then poisoned
@@ -118,7 +121,9 @@ TEST_P(FaultServerSocketTest, PageServerRestartingWithinTheRetryDeadlineLosesNot
   const std::string address = served_.server->address();
   PagerConfig config;
   config.source_retry.deadline = 10s;
-  StartServer(address, config);
+  FaultServerOptions options;
+  options.prefetch.policy = PrefetchPolicy::kDemand;  // pages 1..63 wait for their faults
+  StartServer(address, config, options);
   ASSERT_TRUE(ReadPage(0));
   served_.server->stop();
   std::atomic<bool> read_done{false};

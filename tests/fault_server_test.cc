@@ -63,7 +63,7 @@ class FaultServerTest : public ::testing::Test {
 // One page per fault (fault-around off), so every first touch is a fault.
 FaultServerOptions OnePagePerFault(int threads = 1) {
   FaultServerOptions options;
-  options.fault_around_max = kPage;
+  options.prefetch.policy = PrefetchPolicy::kDemand;
   options.threads = threads;
   return options;
 }
@@ -233,6 +233,7 @@ TEST_F(FaultServerTest, SourceFailingMidRunPoisonsThePageAndTheToucherGetsSigbus
   auto pager = MakePager(config);
   std::atomic<int> failures_reported{0};
   FaultServerOptions options;
+  options.prefetch.policy = PrefetchPolicy::kDemand;  // page 40 is fetched only when touched
   options.on_failure = [&](const Status& s) {
     EXPECT_EQ(s.code(), ErrorCode::kSource);
     failures_reported.fetch_add(1);

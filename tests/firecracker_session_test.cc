@@ -47,7 +47,7 @@ class FirecrackerSessionTest : public ::testing::Test {
       return make_memory_page_source(std::span(image_).first(kRegion / 2), 0);
     };
     config.source_deadline = std::chrono::milliseconds(20);
-    config.fault_around_max = kPage;
+    config.prefetch.policy = PrefetchPolicy::kDemand;
     firecracker::ReceivedHandshake handshake{vm_->mappings_json(), UniqueFd(::dup(vm_->uffd()))};
     return firecracker::Session::start(1, ::getpid(), std::move(handshake), config);
   }

@@ -212,7 +212,8 @@ class HugePages {
 TEST_F(UffdHandlerTest, HugePageBackedGuestMemoryIsServedIn2MiBPages) {
   HugePages reserved(16);
   if (!reserved.ok()) GTEST_SKIP() << "cannot reserve 2 MiB huge pages (/proc/sys/vm/nr_hugepages)";
-  auto handler = StartHandler();
+  // On demand, so that every page arrives through a fault and is counted.
+  auto handler = StartHandler({"--mem-file", mem_file_, "--prefetch", "demand"});
   FirecrackerOptions o;
   o.regions = {{8 * kMiB, 0}, {4 * kMiB, 32 * kMiB}};
   o.huge_pages = true;

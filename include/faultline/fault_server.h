@@ -34,6 +34,7 @@
 
 #include "faultline/page_sink.h"
 #include "faultline/pager.h"
+#include "faultline/prefetch.h"
 #include "faultline/stats.h"
 #include "faultline/status.h"
 #include "faultline/unique_fd.h"
@@ -63,14 +64,9 @@ struct FaultServerOptions {
   std::string name = "fault-server";
   // Poison pages never installed before the userfaultfd closes (see above).
   bool poison_on_destroy = true;
-  // Fault-around: while faults in a stream are sequential, each installs a
-  // window that doubles from one page up to this many bytes; a fault that
-  // follows no stream installs one page. The page size turns it off.
-  uint64_t fault_around_max = 1ull << 20;
-  // Install every page nobody has touched yet in the background, in chunks of
-  // `fill_chunk` bytes, giving way to demand faults, until all is resident.
-  bool background_fill = false;
-  uint64_t fill_chunk = 256ull << 10;
+  // What to install besides the page a fault asks for (see prefetch.h): by
+  // default adaptive fault-around and background fill until all is resident.
+  PrefetchOptions prefetch;
   // After serving a batch of faults, keep looking for the next fault this long
   // before sleeping in poll() (a burst then costs no wake-up per fault).
   std::chrono::microseconds spin{0};
@@ -99,6 +95,7 @@ struct FaultServerOptions {
   X(forks)                 /* UFFD_EVENT_FORK: a child process now served too */         \
   X(filled_pages)          /* pages installed by background fill */                      \
   X(pushed_pages)          /* pages installed as a network source pushed them */         \
+  X(replayed_pages)        /* pages installed ahead of the guest from a working set */   \
   /* Nanoseconds from start() until every page was resident (background fill  */         \
   /* finished); 0 while some page is still missing. */                                   \
   X(fully_resident_ns)

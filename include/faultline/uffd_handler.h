@@ -17,6 +17,7 @@
 #include <string>
 
 #include "faultline/network_page_source.h"
+#include "faultline/prefetch.h"
 #include "faultline/status.h"
 
 namespace faultline {
@@ -26,8 +27,8 @@ struct UffdHandlerOptions {
   std::string mem_file;     // the snapshot memory file, or ...
   std::string page_server;  // ... "unix:PATH" / "tcp:HOST:PORT" of `faultline serve-pages`
   // How to reach the page server (TLS, plain TCP, compression); one
-  // connection a VM. `push` is ignored: background_fill asks the server to
-  // push instead of filling from this side.
+  // connection a VM. `push` is ignored: the server pushes whenever the
+  // prefetch policy fills in the background.
   NetworkSourceOptions network;
   std::string stats_socket;  // JSON stats for `faultline stats`; default: socket_path + ".stats"
   // Names this socket's sessions "NAME-1", "NAME-2", ... (by connection) in
@@ -38,11 +39,9 @@ struct UffdHandlerOptions {
   std::chrono::milliseconds handshake_timeout{5000};
   // How long one fault may wait for a failing source (see pager.h RetryPolicy).
   std::chrono::milliseconds source_deadline{5000};
-  // Fast paths per VM (see fault_server.h): the largest fault-around window,
-  // and whether to install untouched memory in the background (which makes
-  // the whole of guest memory resident soon after restore).
-  uint64_t fault_around_max = 1ull << 20;
-  bool background_fill = false;
+  // What each VM's fault server installs besides the faulting page (see
+  // prefetch.h): by default adaptive fault-around and background fill.
+  PrefetchOptions prefetch;
 };
 
 class UffdHandler {

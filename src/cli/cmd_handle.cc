@@ -13,6 +13,7 @@
 #include "cli/commands.h"
 #include "cli/compression_option.h"
 #include "cli/flag_names.h"
+#include "cli/prefetch_args.h"
 #include "cli/size_option.h"
 #include "cli/socket_directory.h"
 #include "cli/stop_signals.h"
@@ -35,9 +36,6 @@ void run_handle(UffdHandlerOptions options) {
        {std::pair<std::string, std::string>{"--socket", options.socket_path},
         {"--stats-socket", options.stats_socket}}) {
     if (Status s = check_socket_directory(flag, path); !s.is_ok()) fail("handle", s.message());
-  }
-  if (Status s = check_page_power_of_two(options.fault_around_max); !s.is_ok()) {
-    fail("handle", "--fault-around " + s.message());
   }
   const sigset_t signals = block_stop_signals();
   auto handler = UffdHandler::start(options);
@@ -86,12 +84,12 @@ void add_handle_command(CLI::App& app) {
   handle->add_option("--threads", options->threads_per_session, "fault threads per VM")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
-  add_size_option(handle, "--fault-around", options->fault_around_max,
-                  "largest window a sequential fault installs, a power of two (4K: off)")
-      ->default_str("1M");
-  handle->add_flag("--background-fill", options->background_fill,
-                   "install each VM's untouched memory in the background (with --page-server: "
-                   "the server pushes it)");
+  auto prefetch = std::make_shared<PrefetchArgs>();
+  prefetch->add_to(handle);
+  // The default since the prefetch scheduler; kept so older scripts still run.
+  auto legacy_fill = std::make_shared<bool>(false);
+  handle->add_flag("--background-fill", *legacy_fill, "the default now; kept for scripts")
+      ->group("");
   add_compression_option(handle, options->network.compression,
                          "--page-server: accept none, lz4 or zstd");
   auto tls = std::make_shared<TlsArgs>();
@@ -105,7 +103,10 @@ void add_handle_command(CLI::App& app) {
                    "VM takes the place of the oldest still handshaking")
       ->capture_default_str()
       ->check(CLI::Range(0.001, 86400.0));
-  handle->callback([options, tls, mem, server, handshake_timeout_s] {
+  handle->callback([options, tls, mem, server, handshake_timeout_s, prefetch, legacy_fill] {
+    auto prefetch_options = prefetch->options();
+    if (!prefetch_options.is_ok()) fail("handle", prefetch_options.status().message());
+    options->prefetch = *prefetch_options;
     options->handshake_timeout =
         std::chrono::milliseconds(std::max<int64_t>(1, std::llround(*handshake_timeout_s * 1000)));
     if (mem->count() == 0 && server->count() == 0) {

@@ -13,6 +13,7 @@
 
 #include "cli/commands.h"
 #include "cli/compression_option.h"
+#include "cli/prefetch_args.h"
 #include "cli/size_option.h"
 #include "cli/tls_args.h"
 #include "cli/vm_output.h"
@@ -144,7 +145,8 @@ struct RestoreArgs {
   bool eager = false;
   bool lazy = false;
   int fault_threads = 1;
-  bool no_fill = false;
+  bool no_background_fill = false;
+  PrefetchArgs prefetch;
   Compression compression = Compression::kNone;
   TlsArgs tls;
   bool quiet = false;
@@ -159,7 +161,10 @@ void restore_vm(const RestoreArgs& a) {
   options.page_server = a.page_server;
   options.lazy = !a.eager;
   options.fault_threads = a.fault_threads;
-  options.background_fill = !a.no_fill;
+  auto prefetch = a.prefetch.options();
+  if (!prefetch.is_ok()) fail("restore", prefetch.status().message());
+  options.prefetch = *prefetch;
+  if (a.no_background_fill) options.prefetch.fill = false;
   options.network.compression = a.compression;
   options.network.allow_plain_tcp = a.tls.plain_tcp;
   options.network.tls = a.tls.options;
@@ -262,8 +267,11 @@ void add_vm_command(CLI::App& app) {
   restore_cmd->add_flag("--eager", restore->eager, "copy every page before resuming");
   restore_cmd->add_option("--fault-threads", restore->fault_threads, "fault-server threads")
       ->capture_default_str();
-  restore_cmd->add_flag("--no-background-fill", restore->no_fill,
-                        "lazy: install only what the guest touches");
+  restore->prefetch.add_to(restore_cmd);
+  restore_cmd
+      ->add_flag("--no-background-fill", restore->no_background_fill,
+                 "the same as --no-fill; kept for scripts")
+      ->group("");
   add_compression_option(restore_cmd, restore->compression,
                          "--page-server: accept none, lz4 or zstd");
   restore->tls.add_to(restore_cmd, false);

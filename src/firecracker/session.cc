@@ -36,8 +36,7 @@ Result<std::unique_ptr<Session>> Session::start(uint64_t id, int peer_pid,
   options.threads = config.threads;
   options.name = session_label(id, name, peer_pid);
   options.max_page_size = config.limits.max_page_size;
-  options.fault_around_max = config.fault_around_max;
-  options.background_fill = config.background_fill;
+  options.prefetch = config.prefetch;
   auto server = FaultServer::adopt(pager, std::move(handshake.uffd), options);
   if (!server.is_ok()) return server.status();
   for (const RegionMapping& r : *regions) {

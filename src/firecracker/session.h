@@ -32,8 +32,7 @@ struct SessionConfig {
   HandshakeLimits limits;
   int threads = 1;
   std::chrono::milliseconds source_deadline{5000};
-  uint64_t fault_around_max = 1ull << 20;
-  bool background_fill = false;
+  PrefetchOptions prefetch;
 };
 
 class Session {

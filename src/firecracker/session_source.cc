@@ -54,13 +54,13 @@ Status configure_network(const UffdHandlerOptions& options, SessionConfig& confi
   }
   config.limits.mem_file_size = image.size;
   config.limits.mem_file_name = fmt::format("the image of page server {}", options.page_server);
-  network.push = options.background_fill;
+  network.push = options.prefetch.policy == PrefetchPolicy::kFull && options.prefetch.fill;
   config.open_source = [address = options.page_server, network, image] {
     return open_network(address, network, image);
   };
   if (network.push) {
     // The server's push is the background fill.
-    config.background_fill = false;
+    config.prefetch.fill = false;
     // Every source this config opens is a NetworkPageSource (open_network).
     config.start_push = [](PageSource& source, FaultServer& server,
                            std::span<const RegionMapping> regions) {

@@ -40,8 +40,7 @@ class UffdHandler::Impl {
     if (options_.stats_socket.empty()) options_.stats_socket = options_.socket_path + ".stats";
     config_.threads = options_.threads_per_session;
     config_.source_deadline = options_.source_deadline;
-    config_.fault_around_max = options_.fault_around_max;
-    config_.background_fill = options_.background_fill;
+    config_.prefetch = options_.prefetch;
     if (Status s = firecracker::configure_session_source(options_, config_); !s.is_ok()) return s;
     // A listener that fails leaves the path as it was; one made here already
     // takes its socket file with it when this returns early.

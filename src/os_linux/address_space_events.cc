@@ -97,7 +97,11 @@ void FaultServer::Impl::adopt_child(UniqueFd child_uffd) {
   forks_.fetch_add(1, std::memory_order_relaxed);
   FaultServerOptions options = options_;
   options.name = options_.name + "/child";
-  options.background_fill = false;
+  // The child's copy is served on demand: the parent's session does the
+  // prefetching and the recording.
+  options.prefetch.fill = false;
+  options.prefetch.working_set = nullptr;
+  options.prefetch.record = nullptr;
   auto child = std::make_unique<Impl>(pager_, std::move(child_uffd), features_,
                                       /*owns_registration=*/false, options);
   Status s = child->init();

@@ -25,7 +25,7 @@ void FaultServer::Impl::serve_loop() {
     stop_with(buffer.status());
     return;
   }
-  ThreadState t{buffer->bytes(), {}, FaultStreams(options_.fault_around_max / kMinPageSize)};
+  ThreadState t{buffer->bytes(), {}, FaultStreams(options_.prefetch.max_window / kMinPageSize)};
   // Faults whose install met EAGAIN: the address space is changing and a
   // non-fault event is waiting to be read. Read it, then retry these.
   t.deferred.reserve(kDeferredReserve);
@@ -107,26 +107,28 @@ bool FaultServer::Impl::read_and_serve(ThreadState& t) {
   for (size_t i = 0; i < count; ++i) {
     if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;
     events_.fetch_add(1, std::memory_order_relaxed);
-    const uint64_t address = msgs[i].arg.pagefault.address;
-    Served served = serve_fault_at(address, t);
+    const Fault fault{msgs[i].arg.pagefault.address,
+                      (msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0};
+    Served served = serve_fault_at(fault, t);
     if (served == Served::kStop) return false;
-    if (served == Served::kRetryLater) t.deferred.push_back(address);
+    if (served == Served::kRetryLater) t.deferred.push_back(fault);
   }
   return true;
 }
 
 bool FaultServer::Impl::retry_deferred(ThreadState& t) {
   size_t kept = 0;
-  for (uint64_t address : t.deferred) {
-    Served served = serve_fault_at(address, t);
+  for (const Fault& fault : t.deferred) {
+    Served served = serve_fault_at(fault, t);
     if (served == Served::kStop) return false;
-    if (served == Served::kRetryLater) t.deferred[kept++] = address;
+    if (served == Served::kRetryLater) t.deferred[kept++] = fault;
   }
   t.deferred.resize(kept);
   return true;
 }
 
-Served FaultServer::Impl::serve_fault_at(uint64_t address, ThreadState& t) {
+Served FaultServer::Impl::serve_fault_at(const Fault& fault, ThreadState& t) {
+  const uint64_t address = fault.address;
   struct InService {
     explicit InService(std::atomic<int>& n) : n(n) { n.fetch_add(1, std::memory_order_relaxed); }
     ~InService() { n.fetch_sub(1, std::memory_order_relaxed); }
@@ -161,9 +163,12 @@ Served FaultServer::Impl::serve_fault_at(uint64_t address, ThreadState& t) {
     linux_uffd::wake(uffd_.get(), host_page, page_size);
     return Served::kDone;
   }
-  // Fault-around: the stream's window, cut short at the first page that is
-  // already there or was removed, or at the end of the mapping.
-  const uint64_t wanted = t.streams.window_for(host_page, page_size);
+  if (options_.prefetch.record) {
+    options_.prefetch.record->note_first_touch(m->guest_address(host_page), page_size, fault.write);
+  }
+  // Fault-around: the window the scheduler chooses, cut short at the first
+  // page that is already there or was removed, or at the end of the mapping.
+  const uint64_t wanted = demand_window_pages(host_page, page_size, t);
   const uint64_t max_pages = std::min(wanted, t.buffer.size() / page_size);
   uint64_t pages = 1;
   while (pages < max_pages && page + pages < m->pages() && !m->resident.test(page + pages) &&
@@ -182,6 +187,17 @@ Served FaultServer::Impl::serve_fault_at(uint64_t address, ThreadState& t) {
     return Served::kStop;
   }
   return *installed == Installed::kAgain ? Served::kRetryLater : Served::kDone;
+}
+
+// How many pages a demand fault at `host_page` installs.
+uint64_t FaultServer::Impl::demand_window_pages(uint64_t host_page, uint64_t page_size,
+                                                ThreadState& t) {
+  const PrefetchOptions& p = options_.prefetch;
+  // Recording sees every first touch only if nothing arrives untouched.
+  if (p.record || p.policy != PrefetchPolicy::kFull) return 1;
+  if (p.fixed_window != 0) return std::max<uint64_t>(1, p.fixed_window / page_size);
+  return std::max<uint64_t>(1,
+                            t.streams.window_for(host_page, page_size) * kMinPageSize / page_size);
 }
 
 }  // namespace faultline

@@ -33,7 +33,16 @@ Status FaultServer::Impl::init() {
     return invalid_argument(fmt::format("max page size {} is not a power of two of at least {}",
                                         options_.max_page_size, kMinPageSize));
   }
-  if (options_.fill_chunk < kMinPageSize) options_.fill_chunk = kMinPageSize;
+  const PrefetchOptions& p = options_.prefetch;
+  if (p.max_window < kMinPageSize || !std::has_single_bit(p.max_window)) {
+    return invalid_argument(
+        fmt::format("the largest fault-around window {} is not a power of two of at least {}",
+                    p.max_window, kMinPageSize));
+  }
+  if (p.fixed_window != 0 && (p.fixed_window % kMinPageSize != 0)) {
+    return invalid_argument(
+        fmt::format("the fixed window {} is not a multiple of {}", p.fixed_window, kMinPageSize));
+  }
   listener_id_ = pager_->add_shutdown_listener([this] { request_shutdown(); });
   return Status::ok();
 }
@@ -47,7 +56,15 @@ FaultServer::Impl::~Impl() {
 }
 
 uint64_t FaultServer::Impl::max_window_bytes() const {
-  return std::max(options_.max_page_size, options_.fault_around_max);
+  return std::max(
+      {options_.max_page_size, options_.prefetch.max_window, options_.prefetch.fixed_window});
+}
+
+bool FaultServer::Impl::fills_in_background() const {
+  const PrefetchOptions& p = options_.prefetch;
+  if (p.record) return false;
+  const bool replays = p.working_set != nullptr && p.policy != PrefetchPolicy::kDemand;
+  return replays || (p.policy == PrefetchPolicy::kFull && p.fill);
 }
 
 Status FaultServer::Impl::map(const GuestMapping& m, bool register_with_uffd) {
@@ -94,9 +111,11 @@ Status FaultServer::Impl::start() {
       running_threads_.fetch_sub(1);
     });
   }
-  if (options_.background_fill) threads_.emplace_back([this] { fill_loop(); });
-  log().debug("{}: serving with {} thread(s){}", options_.name, options_.threads,
-              options_.background_fill ? " and background fill" : "");
+  if (options_.prefetch.record) options_.prefetch.record->start_clock();
+  const bool fills = fills_in_background();
+  if (fills) threads_.emplace_back([this] { fill_loop(); });
+  log().debug("{}: serving with {} thread(s), prefetch {}{}", options_.name, options_.threads,
+              prefetch_policy_name(options_.prefetch.policy), fills ? " and background fill" : "");
   return Status::ok();
 }
 

@@ -53,10 +53,16 @@ class FaultServer::Impl {
  private:
   class PrewarmSink;
 
+  // A fault event: where, and whether the access wrote.
+  struct Fault {
+    uint64_t address = 0;
+    bool write = false;
+  };
+
   // Per serving thread: its buffer, its faults waiting on EAGAIN, its streams.
   struct ThreadState {
     std::span<std::byte> buffer;
-    std::vector<uint64_t> deferred;
+    std::vector<Fault> deferred;
     FaultStreams streams;
   };
 
@@ -65,7 +71,8 @@ class FaultServer::Impl {
   bool read_and_serve(ThreadState& t);
   bool retry_deferred(ThreadState& t);
   bool spin_for_more(ThreadState& t);
-  Served serve_fault_at(uint64_t address, ThreadState& t);
+  Served serve_fault_at(const Fault& fault, ThreadState& t);
+  uint64_t demand_window_pages(uint64_t host_page, uint64_t page_size, ThreadState& t);
 
   // page_installer.cc
   // `installed_bytes` (if given) grows by what this call itself installed.
@@ -84,6 +91,7 @@ class FaultServer::Impl {
   // background_fill.cc
   void fill_loop();
   bool fill_mapping(Mapping& m, std::span<std::byte> buffer);
+  bool replay_working_set(const WorkingSet& ws, std::span<std::byte> buffer);
   bool demand_waiting() const;
   void note_fully_resident();
 
@@ -91,6 +99,8 @@ class FaultServer::Impl {
   void stop_with(const Status& why);
   bool stopped_by_failure();
   uint64_t max_window_bytes() const;
+  // Whether a fill thread runs: replaying a working set, or filling (kFull).
+  bool fills_in_background() const;
 
   PagerHandle pager_;
   FaultServerOptions options_;

@@ -45,6 +45,12 @@ struct Mapping {
   uint64_t guest_address(uint64_t host_addr) const {
     return layout.gpa + (host_addr - host_begin());
   }
+  uint64_t host_address(uint64_t guest_addr) const {
+    return host_begin() + (guest_addr - layout.gpa);
+  }
+  bool contains_guest(uint64_t guest_addr, uint64_t len) const {
+    return guest_addr >= layout.gpa && guest_addr - layout.gpa + len <= layout.size;
+  }
   // Marks the pages overlapping [host_addr, host_addr + len) (clipped to the mapping).
   void mark_resident(uint64_t host_addr, uint64_t len);
   uint64_t mark_removed(uint64_t host_addr, uint64_t len);  // returns pages marked

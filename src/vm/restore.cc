@@ -7,6 +7,10 @@
 namespace faultline::vm {
 namespace {
 
+bool fills(const PrefetchOptions& p) {
+  return p.policy == PrefetchPolicy::kFull && p.fill && !p.record;
+}
+
 // The page source, and the network source it is when it is one (the pager
 // will own it; the pointer is for starting the push).
 struct OpenedSource {
@@ -20,7 +24,7 @@ Result<OpenedSource> open_source(const RestoreOptions& o) {
   }
   if (!o.page_server.empty()) {
     NetworkSourceOptions network = o.network;
-    network.push = o.lazy && o.background_fill;  // the server's push is the background fill
+    network.push = o.lazy && fills(o.prefetch);  // the server's push is the background fill
     auto source = NetworkPageSource::connect(o.page_server, network);
     if (!source.is_ok()) return source.status();
     NetworkPageSource* typed = source->get();
@@ -33,14 +37,14 @@ Result<OpenedSource> open_source(const RestoreOptions& o) {
 }
 
 Status serve_lazily(RestoredVm& vm, std::unique_ptr<PageSource> source, int threads,
-                    bool background_fill) {
+                    const PrefetchOptions& prefetch) {
   PagerConfig config;
   for (const GuestRange& r : vm.state.prewarm) config.prewarm.add(r);
   vm.pager = Pager::create(std::move(source), config);
   if (Status s = vm.pager->register_region(0, vm.ram->size()); !s.is_ok()) return s;
   FaultServerOptions options;
   options.threads = threads;
-  options.background_fill = background_fill;
+  options.prefetch = prefetch;
   options.name = "vm";
   auto server = FaultServer::create(vm.pager, options);
   if (!server.is_ok()) return server.status();
@@ -113,9 +117,10 @@ Result<std::unique_ptr<RestoredVm>> restore_vm(const RestoreOptions& o) {
   vm->source = opened->source->describe();
   // Eagerly, the source is gone once every page is copied: no pointer to it.
   if (o.lazy) vm->network = opened->network;
-  const bool pushed = vm->network != nullptr && o.background_fill;
-  Status s = o.lazy ? serve_lazily(*vm, std::move(opened->source), o.fault_threads,
-                                   o.background_fill && !pushed)
+  const bool pushed = vm->network != nullptr && fills(o.prefetch);
+  PrefetchOptions prefetch = o.prefetch;
+  if (pushed) prefetch.fill = false;  // the server's push fills
+  Status s = o.lazy ? serve_lazily(*vm, std::move(opened->source), o.fault_threads, prefetch)
                     : copy_everything(*vm, *opened->source);
   if (!s.is_ok()) return s;
   if (pushed) {
@@ -151,7 +156,10 @@ Result<std::unique_ptr<RestoredVm>> receive_vm(const ReceiveOptions& o) {
   vm->ram = std::move(ram).value();
   vm->network = source->get();
   vm->source = vm->network->describe();
-  if (Status s = serve_lazily(*vm, std::move(source).value(), o.fault_threads, false); !s.is_ok()) {
+  PrefetchOptions prefetch;
+  prefetch.fill = false;  // the source's push fills
+  if (Status s = serve_lazily(*vm, std::move(source).value(), o.fault_threads, prefetch);
+      !s.is_ok()) {
     return s;
   }
   if (Status p = start_push(*vm); !p.is_ok()) return p;

@@ -22,11 +22,12 @@ struct RestoreOptions {
   std::string state_file;
   std::string mem_file;          // the snapshot's memory file, or ...
   std::string page_server;       // ... a `faultline serve-pages` serving it (ram start 0), over v2
-  NetworkSourceOptions network;  // for page_server; push follows background_fill
+  NetworkSourceOptions network;  // for page_server; the server pushes when the policy fills
   bool lazy = true;
   int fault_threads = 1;
-  // Lazy restore: install the pages the guest has not touched in the background.
-  bool background_fill = true;
+  // Lazy restore: what the fault server installs besides the faulting page
+  // (see prefetch.h); by default everything, in the background.
+  PrefetchOptions prefetch;
 };
 
 // The destination of a migration: the state and every page come from a
