@@ -76,15 +76,40 @@ TEST_F(FastPathsTest, SequentialTouchesAreServedInGrowingWindows) {
   EXPECT_EQ(s.faults + s.fault_around_pages, pages_);  // every page fetched exactly once
 }
 
-TEST_F(FastPathsTest, RandomTouchesAreServedOnePageAtATime) {
+TEST_F(FastPathsTest, RandomTouchesOfAPageCachedFileBringTheirNeighboursWithThem) {
   Start(4096, FaultAroundOnly());
   std::vector<uint64_t> order;
   for (uint64_t i = 0; i < pages_; i += 4) order.push_back(i);  // never adjacent
   std::shuffle(order.begin(), order.end(), std::mt19937_64(5));
   for (uint64_t i : order) ASSERT_TRUE(PageRight(i)) << i;
+  for (uint64_t i = 0; i < pages_; ++i) ASSERT_TRUE(PageRight(i)) << i;
+  Stop();
+  const PagerStats s = pager_->stats();
+  // A local file's round trip costs far more than its bytes: each fault's
+  // window covers many of the touched pages.
+  EXPECT_LT(s.faults, order.size() / 4);
+  EXPECT_GT(server_->stats().window_bytes, 16 * kPage);
+  EXPECT_EQ(server_->stats().demand_pages, s.faults);
+  EXPECT_EQ(s.faults + s.fault_around_pages, pages_);  // every page fetched exactly once
+}
+
+TEST_F(FastPathsTest, OnDemandEveryTouchedPageIsItsOwnFaultAndNothingElseArrives) {
+  FaultServerOptions options;
+  options.prefetch.policy = PrefetchPolicy::kDemand;
+  Start(4096, options);
+  std::vector<uint64_t> order;
+  for (uint64_t i = 0; i < pages_; i += 4) order.push_back(i);
+  std::shuffle(order.begin(), order.end(), std::mt19937_64(5));
+  for (uint64_t i : order) ASSERT_TRUE(PageRight(i)) << i;
   Stop();
   EXPECT_EQ(pager_->stats().faults, order.size());
-  EXPECT_LT(pager_->stats().fault_around_pages, order.size() / 20);
+  EXPECT_EQ(pager_->stats().fault_around_pages, 0u);
+  EXPECT_EQ(server_->stats().filled_pages, 0u);
+  std::vector<unsigned char> resident(pages_);
+  ASSERT_EQ(::mincore(Page(0), pages_ * kPage, resident.data()), 0);
+  uint64_t untouched_but_there = 0;
+  for (uint64_t i = 0; i < pages_; ++i) untouched_but_there += (i % 4 != 0) && (resident[i] & 1);
+  EXPECT_EQ(untouched_but_there, 0u);
 }
 
 TEST_F(FastPathsTest, FaultAroundNeverOverwritesAPageAlreadyWritten) {
@@ -172,6 +197,66 @@ TEST_F(FastPathsTest, ASpinningServerServesEveryFault) {
   Stop();
   EXPECT_EQ(wrong.load(), 0u);
   EXPECT_EQ(pager_->stats().faults, pages_ + server_->stats().already_present);
+}
+
+}  // namespace
+}  // namespace faultline
+
+namespace faultline {
+namespace {
+
+TEST_F(FastPathsTest, FillAndDemandFaultsNeverFetchOrInstallOnePageTwice) {
+  FaultServerOptions options;
+  options.threads = 2;
+  Start(16384, options);  // 64 MiB, the default: fault-around and fill
+  std::vector<std::thread> vcpus;
+  std::atomic<uint64_t> wrong{0};
+  for (int t = 0; t < 3; ++t) {
+    vcpus.emplace_back([&, t] {
+      std::mt19937_64 rng(static_cast<uint64_t>(t) + 11);
+      for (int n = 0; n < 3000; ++n) {
+        if (!PageRight(rng() % pages_)) wrong.fetch_add(1);
+      }
+    });
+  }
+  for (auto& v : vcpus) v.join();
+  for (int i = 0; i < 20000 && server_->stats().fully_resident_ns == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_NE(server_->stats().fully_resident_ns, 0u) << "the fill did not finish";
+  for (uint64_t i = 0; i < pages_; ++i) ASSERT_TRUE(PageRight(i)) << i;
+  Stop();
+  EXPECT_EQ(wrong.load(), 0u);
+  const FaultServerStats s = server_->stats();
+  // Every page arrived once, by one of the three ways, and nobody found a
+  // page installed under them.
+  EXPECT_EQ(s.demand_pages + s.around_pages + s.filled_pages, pages_);
+  EXPECT_EQ(s.already_present, 0u);
+  EXPECT_EQ(pager_->stats().bytes_served, pages_ * kPage);
+}
+
+TEST_F(FastPathsTest, TheFillStartsWhereTheGuestTouchesNotAtTheStart) {
+  FaultServerOptions options;
+  Start(16384, options);
+  // The guest's first touch is three quarters in: the fill goes on from the
+  // end of that fault's window, and reaches the start of memory last.
+  ASSERT_TRUE(PageRight(12000));
+  const uint64_t window = std::max<uint64_t>(1, server_->stats().window_bytes / kPage);
+  const uint64_t after_window = (12000 / window + 1) * window + 1;
+  ASSERT_LT(after_window, pages_ - 1);
+  auto resident = [&](uint64_t page) {
+    unsigned char in = 0;
+    EXPECT_EQ(::mincore(Page(page), kPage, &in), 0);
+    return (in & 1) != 0;
+  };
+  for (int i = 0; i < 100000 && !resident(after_window); ++i) {
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+  ASSERT_TRUE(resident(after_window)) << "the fill never came past the fault";
+  EXPECT_FALSE(resident(0)) << "the fill started at the start, not where the guest touched";
+  for (uint64_t i = 0; i < pages_; ++i) ASSERT_TRUE(PageRight(i)) << i;
+  Stop();
+  EXPECT_GT(server_->stats().filled_pages, pages_ / 2);
 }
 
 }  // namespace

@@ -93,9 +93,14 @@ struct FaultServerOptions {
   X(unmapped_ranges)       /* UFFD_EVENT_UNMAP */                                        \
   X(remaps)                /* UFFD_EVENT_REMAP: a range moved by mremap */               \
   X(forks)                 /* UFFD_EVENT_FORK: a child process now served too */         \
+  X(demand_pages)          /* faulting pages installed for their fault */                \
+  X(around_pages)          /* pages installed with a fault, around its page */           \
+  X(already_coming)        /* faults on a page another install was bringing */           \
   X(filled_pages)          /* pages installed by background fill */                      \
   X(pushed_pages)          /* pages installed as a network source pushed them */         \
   X(replayed_pages)        /* pages installed ahead of the guest from a working set */   \
+  /* The window the cost model gives a fault that follows no stream (bytes).   */         \
+  X(window_bytes)                                                                         \
   /* Nanoseconds from start() until every page was resident (background fill  */         \
   /* finished); 0 while some page is still missing. */                                   \
   X(fully_resident_ns)

@@ -60,7 +60,8 @@ struct PagerConfig {
 struct ServedPage {
   Gpa page_gpa = 0;  // the faulting address aligned down to the page
   PageKind kind = PageKind::kData;
-  uint64_t length = 0;  // bytes fetched from page_gpa on: the page, or a window
+  uint64_t length = 0;  // bytes fetched from `first` on: the page, or a window
+  Gpa first = 0;        // where the fetched bytes begin: page_gpa, or before it
 };
 
 class Pager;
@@ -97,10 +98,17 @@ class Pager {
   // Fault-around: with a `window` (a multiple of page_size; clipped to the
   // region and to `dest`) the pages after the faulting one are fetched with it,
   // up to `window` bytes from the page, in one fetch; 0 means the page alone.
+  // `before` (a multiple of page_size) starts the window that many bytes
+  // before the page instead (window then counts from there); if that range
+  // is not inside one region or cannot be fetched, the page alone is.
   // Counts one fault and length / page_size - 1 pages around it. kZero only
   // when the whole length is zero.
   Result<ServedPage> serve_fault(Gpa gpa, uint64_t page_size, std::span<std::byte> dest,
-                                 uint64_t window = 0);
+                                 uint64_t window = 0, uint64_t before = 0);
+  // Fault-around fetched apart from the faulting page (which was served
+  // first): one try, no retries (the pages are a bonus; they fault later if
+  // this fails). Counted as fault-around pages and served bytes.
+  Result<PageKind> fetch_around(Gpa gpa, uint64_t page_size, std::span<std::byte> dest);
   // Background fill: fetch [gpa, gpa + dest.size()) (inside one region) for a
   // backend installing pages nobody has asked for yet.
   // Counted apart from faults; bytes_served counts only what the backend then

@@ -127,7 +127,7 @@ Result<PageKind> Pager::Impl::fetch_with_retry(Gpa page_gpa, std::span<std::byte
 }
 
 Result<ServedPage> Pager::serve_fault(Gpa gpa, uint64_t page_size, std::span<std::byte> dest,
-                                      uint64_t window) {
+                                      uint64_t window, uint64_t before) {
   Impl& p = *impl_;
   const auto start = std::chrono::steady_clock::now();
   if (!is_valid_page_size(page_size)) {
@@ -147,13 +147,24 @@ Result<ServedPage> Pager::serve_fault(Gpa gpa, uint64_t page_size, std::span<std
                               gpa, page_gpa, page_size));
   }
   window = std::clamp<uint64_t>(window, page_size, dest.size());
-  uint64_t length = p.regions_.room_after(page_gpa, window) & ~(page_size - 1);
+  Gpa first = page_gpa;
+  if (before != 0) {
+    before &= ~(page_size - 1);
+    // The window must still hold the page, and lie inside one region.
+    if (before >= window || before > page_gpa ||
+        !p.regions_.contains_range(page_gpa - before, window)) {
+      before = 0;
+    }
+    first = page_gpa - before;
+  }
+  uint64_t length = p.regions_.room_after(first, window) & ~(page_size - 1);
   // The pages around are a bonus: one try for the window, and if that fails
   // (it may reach where the source cannot), the faulting page alone gets the
   // full retry policy.
   Result<PageKind> fetched = Status(ErrorCode::kUnavailable, "not fetched");
-  if (length > page_size) fetched = p.source_->fetch(page_gpa, dest.first(length));
+  if (length > page_size) fetched = p.source_->fetch(first, dest.first(length));
   if (!fetched.is_ok()) {
+    first = page_gpa;
     length = page_size;
     fetched = p.fetch_with_retry(page_gpa, dest.first(length));
   }
@@ -168,7 +179,24 @@ Result<ServedPage> Pager::serve_fault(Gpa gpa, uint64_t page_size, std::span<std
     p.counters_.zero_pages.fetch_add(length / page_size, std::memory_order_relaxed);
   }
   p.counters_.fault_latency.record(nanos_since(start));
-  return ServedPage{page_gpa, *fetched, length};
+  return ServedPage{page_gpa, *fetched, length, first};
+}
+
+Result<PageKind> Pager::fetch_around(Gpa gpa, uint64_t page_size, std::span<std::byte> dest) {
+  Impl& p = *impl_;
+  if (dest.empty() || !p.regions_.contains_range(gpa, dest.size())) {
+    return Status(ErrorCode::kOutOfRegion,
+                  fmt::format("fault-around [{:#x}, +{:#x}) is not inside one region", gpa,
+                              dest.size()));
+  }
+  Result<PageKind> fetched = p.source_->fetch(gpa, dest);
+  if (!fetched.is_ok()) return fetched;
+  p.counters_.fault_around_pages.fetch_add(dest.size() / page_size, std::memory_order_relaxed);
+  p.counters_.bytes_served.fetch_add(dest.size(), std::memory_order_relaxed);
+  if (*fetched == PageKind::kZero) {
+    p.counters_.zero_pages.fetch_add(dest.size() / page_size, std::memory_order_relaxed);
+  }
+  return fetched;
 }
 
 Result<PageKind> Pager::fetch_ahead(Gpa gpa, std::span<std::byte> dest) {

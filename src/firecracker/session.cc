@@ -49,6 +49,7 @@ Result<std::unique_ptr<Session>> Session::start(uint64_t id, int peer_pid,
   std::unique_ptr<Session> session(new Session(id, peer_pid, std::move(name),
                                                std::move(regions).value(), std::move(pager),
                                                std::move(server).value()));
+  session->policy_ = config.prefetch.policy;
   if (config.start_push) {
     auto push = config.start_push(opened, *session->server_, session->regions_);
     if (!push.is_ok()) return push.status();
@@ -95,6 +96,21 @@ std::string Session::serve_until_done(int connection, int stop_fd) {
   return how;
 }
 
+// What the prefetch scheduler did for this VM: pages by how they arrived.
+nlohmann::ordered_json Session::prefetch_stats(const FaultServerStats& s) const {
+  return {
+      {"policy", prefetch_policy_name(policy_)},
+      {"demand_pages", s.demand_pages},
+      {"around_pages", s.around_pages},
+      {"filled_pages", s.filled_pages},
+      {"replayed_pages", s.replayed_pages},
+      {"pushed_pages", s.pushed_pages},
+      {"already_coming", s.already_coming},
+      {"window_bytes", s.window_bytes},
+      {"fully_resident_ms", static_cast<double>(s.fully_resident_ns) / 1e6},
+  };
+}
+
 nlohmann::ordered_json Session::stats() const {
   const PagerStats p = pager_->stats();
   const FaultServerStats s = server_->stats();
@@ -122,6 +138,7 @@ nlohmann::ordered_json Session::stats() const {
       {"background_pages", s.filled_pages + s.pushed_pages},
       {"pushed_pages", s.pushed_pages},
       {"fully_resident_ms", static_cast<double>(s.fully_resident_ns) / 1e6},
+      {"prefetch", prefetch_stats(s)},
       {"latency_us",
        {{"p50", p.fault_latency.p50_ns / 1e3},
         {"p99", p.fault_latency.p99_ns / 1e3},

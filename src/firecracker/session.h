@@ -49,6 +49,7 @@ class Session {
   std::string serve_until_done(int connection, int stop_fd);
 
   nlohmann::ordered_json stats() const;
+  nlohmann::ordered_json prefetch_stats(const FaultServerStats& s) const;
   // One line for the log when the session ends.
   std::string summary(const std::string& how_it_ended) const;
   uint64_t id() const { return id_; }
@@ -66,6 +67,7 @@ class Session {
   std::vector<RegionMapping> regions_;
   PagerHandle pager_;
   std::unique_ptr<FaultServer> server_;
+  PrefetchPolicy policy_ = PrefetchPolicy::kFull;
   std::unique_ptr<SessionPush> push_;  // after server_: stops before it
   std::chrono::steady_clock::time_point started_;
 };

@@ -17,6 +17,15 @@ void cpu_relax() {
   __builtin_ia32_pause();
 }
 
+// How long a demand fault waits for a page someone else is installing.
+constexpr auto kClaimWait = std::chrono::microseconds(500);
+
+uint64_t nanos_since(std::chrono::steady_clock::time_point start) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now() - start)
+                                   .count());
+}
+
 }  // namespace
 
 void FaultServer::Impl::serve_loop() {
@@ -163,41 +172,167 @@ Served FaultServer::Impl::serve_fault_at(const Fault& fault, ThreadState& t) {
     linux_uffd::wake(uffd_.get(), host_page, page_size);
     return Served::kDone;
   }
+  if (m->claimed.test(page)) return wait_for_claimed(*m, host_page);
   if (options_.prefetch.record) {
     options_.prefetch.record->note_first_touch(m->guest_address(host_page), page_size, fault.write);
   }
-  // Fault-around: the window the scheduler chooses, cut short at the first
-  // page that is already there or was removed, or at the end of the mapping.
-  const uint64_t wanted = demand_window_pages(host_page, page_size, t);
-  const uint64_t max_pages = std::min(wanted, t.buffer.size() / page_size);
-  uint64_t pages = 1;
-  while (pages < max_pages && page + pages < m->pages() && !m->resident.test(page + pages) &&
-         !m->removed.test(page + pages)) {
-    ++pages;
+  // The window the scheduler chooses: [lo, hi) around the page, of which
+  // the run of pages nobody has or is fetching is claimed.
+  const Window w = demand_window(*m, page, t);
+  const uint64_t after = m->claim_run(page, w.hi - page);
+  if (after == 0) return wait_for_claimed(*m, host_page);
+  uint64_t before = 0;
+  while (page - before > w.lo && m->claim_run(page - before - 1, 1) == 1) ++before;
+  const uint64_t first = page - before;
+  const uint64_t count = before + after;
+  struct Release {
+    Mapping& m;
+    uint64_t first, count;
+    ~Release() { m.release(first, count); }
+  } release{*m, first, count};
+  const Served served = count > 1 && cost_.split_pays(count * page_size)
+                            ? serve_page_then_around(*m, page, first, count, t)
+                            : serve_window(*m, page, first, count, t);
+  if (served == Served::kDone) {
+    t.streams.served_until(m->host_begin() + (first + count) * page_size);
+    fill_hint_.store(m->host_begin() + (first + count) * page_size, std::memory_order_relaxed);
   }
+  return served;
+}
+
+// The page is being fetched by someone else (the fill, a replay, another
+// thread's window): wait for that install rather than fetch it twice. If it
+// takes too long (the other install waits for an event this thread must
+// read), try again later; if the claim went without the page (a failed
+// fetch), this fault fetches it itself.
+Served FaultServer::Impl::wait_for_claimed(Mapping& m, uint64_t host_page) {
+  already_coming_.fetch_add(1, std::memory_order_relaxed);
+  const uint64_t page = m.page_index(host_page);
+  const auto until = std::chrono::steady_clock::now() + kClaimWait;
+  for (int spins = 0; m.claimed.test(page) && !m.resident.test(page); ++spins) {
+    if ((spins & 63) == 63) {
+      if (std::chrono::steady_clock::now() > until) return Served::kRetryLater;
+      std::this_thread::yield();
+    } else {
+      cpu_relax();
+    }
+  }
+  if (m.resident.test(page)) {
+    linux_uffd::wake(uffd_.get(), host_page, m.layout.page_size);
+    return Served::kDone;
+  }
+  return Served::kRetryLater;  // released unfetched: served on the retry
+}
+
+// One fetch for the whole claimed run [first, first + count); the faulting
+// page is installed first, so its thread runs on while the rest goes in.
+Served FaultServer::Impl::serve_window(Mapping& m, uint64_t page, uint64_t first, uint64_t count,
+                                       ThreadState& t) {
+  const uint64_t page_size = m.layout.page_size;
+  const uint64_t host_page = m.host_begin() + page * page_size;
+  const uint64_t host_first = m.host_begin() + first * page_size;
+  const auto start = std::chrono::steady_clock::now();
+  Result<ServedPage> served = pager_->serve_fault(
+      m.guest_address(host_page), page_size, t.buffer, count * page_size, host_page - host_first);
+  if (!served.is_ok()) return fail_fault(&m, host_page, page_size, served.status());
+  const bool data = served->kind == PageKind::kData;
+  const uint64_t fetched_from = m.host_address(served->first);
+  const std::byte* bytes = t.buffer.data();
+  // The faulting page first.
+  const uint64_t offset = host_page - fetched_from;
+  Served result = install_demand(m, host_page, page_size, data ? bytes + offset : nullptr, t);
+  if (result != Served::kDone) return result;
+  // Then the rest of what was fetched, before and after it.
+  uint64_t around = 0;
+  if (offset > 0) {
+    (void)install_range(m, fetched_from, offset, data ? bytes : nullptr, t.buffer, &around);
+  }
+  const uint64_t tail = served->length - offset - page_size;
+  if (tail > 0) {
+    (void)install_range(m, host_page + page_size, tail,
+                        data ? bytes + offset + page_size : nullptr, t.buffer, &around);
+  }
+  around_pages_.fetch_add(around / page_size, std::memory_order_relaxed);
+  cost_.record(served->length, nanos_since(start));
+  return Served::kDone;
+}
+
+// The faulting page alone first (its thread waits only for it), then the
+// rest of the claimed run, fetched apart: for a source whose calls cost
+// little next to moving the bytes.
+Served FaultServer::Impl::serve_page_then_around(Mapping& m, uint64_t page, uint64_t first,
+                                                 uint64_t count, ThreadState& t) {
+  const uint64_t page_size = m.layout.page_size;
+  const uint64_t host_page = m.host_begin() + page * page_size;
+  auto start = std::chrono::steady_clock::now();
   Result<ServedPage> served =
-      pager_->serve_fault(m->guest_address(host_page), page_size, t.buffer, pages * page_size);
-  if (!served.is_ok()) return fail_fault(m, host_page, page_size, served.status());
-  t.streams.served_until(host_page + served->length);
-  const std::byte* src = served->kind == PageKind::kData ? t.buffer.data() : nullptr;
-  Result<Installed> installed = install_range(*m, host_page, served->length, src, t.buffer);
-  if (!installed.is_ok()) return fail_fault(m, host_page, page_size, installed.status());
+      pager_->serve_fault(m.guest_address(host_page), page_size, t.buffer, page_size);
+  if (!served.is_ok()) return fail_fault(&m, host_page, page_size, served.status());
+  Served result = install_demand(
+      m, host_page, page_size, served->kind == PageKind::kData ? t.buffer.data() : nullptr, t);
+  if (result != Served::kDone) return result;
+  cost_.record(page_size, nanos_since(start));
+  const std::pair<uint64_t, uint64_t> pieces[] = {{first, page - first},
+                                                  {page + 1, first + count - page - 1}};
+  for (const auto& [from, pages] : pieces) {
+    if (pages == 0) continue;
+    const uint64_t host = m.host_begin() + from * page_size;
+    auto chunk = t.buffer.first(pages * page_size);
+    start = std::chrono::steady_clock::now();
+    Result<PageKind> fetched = pager_->fetch_around(m.guest_address(host), page_size, chunk);
+    if (!fetched.is_ok()) continue;  // a bonus: these pages fault later
+    uint64_t around = 0;
+    (void)install_range(m, host, chunk.size(), *fetched == PageKind::kData ? chunk.data() : nullptr,
+                        t.buffer, &around);
+    around_pages_.fetch_add(around / page_size, std::memory_order_relaxed);
+    cost_.record(chunk.size(), nanos_since(start));
+  }
+  return Served::kDone;
+}
+
+// Installs the faulting page (its bytes, or zeros when null).
+Served FaultServer::Impl::install_demand(Mapping& m, uint64_t host_page, uint64_t page_size,
+                                         const std::byte* bytes, ThreadState& t) {
+  uint64_t installed_bytes = 0;
+  Result<Installed> installed =
+      install_range(m, host_page, page_size, bytes, t.buffer, &installed_bytes);
+  if (!installed.is_ok()) return fail_fault(&m, host_page, page_size, installed.status());
   if (*installed == Installed::kGone) {
     stop_with(Status(ErrorCode::kUnavailable, "the faulting process has exited"));
     return Served::kStop;
   }
-  return *installed == Installed::kAgain ? Served::kRetryLater : Served::kDone;
+  if (*installed == Installed::kAgain) return Served::kRetryLater;
+  demand_pages_.fetch_add(installed_bytes / page_size, std::memory_order_relaxed);
+  return Served::kDone;
 }
 
-// How many pages a demand fault at `host_page` installs.
-uint64_t FaultServer::Impl::demand_window_pages(uint64_t host_page, uint64_t page_size,
-                                                ThreadState& t) {
+// Which pages a demand fault on `page` may bring with it: [lo, hi).
+FaultServer::Impl::Window FaultServer::Impl::demand_window(const Mapping& m, uint64_t page,
+                                                           ThreadState& t) {
   const PrefetchOptions& p = options_.prefetch;
+  const uint64_t page_size = m.layout.page_size;
+  const uint64_t limit = std::max<uint64_t>(1, t.buffer.size() / page_size);
   // Recording sees every first touch only if nothing arrives untouched.
-  if (p.record || p.policy != PrefetchPolicy::kFull) return 1;
-  if (p.fixed_window != 0) return std::max<uint64_t>(1, p.fixed_window / page_size);
-  return std::max<uint64_t>(1,
-                            t.streams.window_for(host_page, page_size) * kMinPageSize / page_size);
+  if (p.record || p.policy != PrefetchPolicy::kFull) return {page, page + 1};
+  uint64_t pages = 0;
+  bool forward = false;
+  if (p.fixed_window != 0) {
+    pages = std::max<uint64_t>(1, p.fixed_window / page_size);
+  } else {
+    // A fault that continues a sequential stream gets the stream's growing
+    // window ahead of it; any other gets the cost model's window, aligned,
+    // so that neighbours on either side come with it.
+    const uint64_t base = cost_.window_for(page_size, p.max_window);
+    window_bytes_.store(base, std::memory_order_relaxed);
+    const uint64_t host_page = m.host_begin() + page * page_size;
+    const uint64_t stream = t.streams.window_for(host_page, page_size, base / kMinPageSize);
+    forward = t.streams.continued();
+    pages = std::max<uint64_t>(1, (forward ? stream * kMinPageSize : base) / page_size);
+  }
+  pages = std::min(pages, limit);
+  uint64_t lo = page;
+  if (!forward && std::has_single_bit(pages)) lo = page & ~(pages - 1);
+  return {lo, std::min(lo + pages, m.pages())};
 }
 
 }  // namespace faultline

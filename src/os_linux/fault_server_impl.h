@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "faultline/fault_server.h"
+#include "core/fetch_cost_model.h"
 #include "os_linux/anonymous_memory.h"
 #include "os_linux/fault_streams.h"
 #include "os_linux/mapping_table.h"
@@ -72,7 +73,18 @@ class FaultServer::Impl {
   bool retry_deferred(ThreadState& t);
   bool spin_for_more(ThreadState& t);
   Served serve_fault_at(const Fault& fault, ThreadState& t);
-  uint64_t demand_window_pages(uint64_t host_page, uint64_t page_size, ThreadState& t);
+  // Pages [lo, hi) of a mapping a demand fault may bring with it.
+  struct Window {
+    uint64_t lo = 0;
+    uint64_t hi = 0;
+  };
+  Window demand_window(const Mapping& m, uint64_t page, ThreadState& t);
+  Served wait_for_claimed(Mapping& m, uint64_t host_page);
+  Served serve_window(Mapping& m, uint64_t page, uint64_t first, uint64_t count, ThreadState& t);
+  Served serve_page_then_around(Mapping& m, uint64_t page, uint64_t first, uint64_t count,
+                                ThreadState& t);
+  Served install_demand(Mapping& m, uint64_t host_page, uint64_t page_size,
+                        const std::byte* bytes, ThreadState& t);
 
   // page_installer.cc
   // `installed_bytes` (if given) grows by what this call itself installed.
@@ -90,9 +102,12 @@ class FaultServer::Impl {
 
   // background_fill.cc
   void fill_loop();
-  bool fill_mapping(Mapping& m, std::span<std::byte> buffer);
+  bool fill_everything(std::span<std::byte> buffer);
+  bool fill_run(Mapping& m, uint64_t page, uint64_t pages, std::span<std::byte> buffer,
+                std::atomic<uint64_t>& counter);
   bool replay_working_set(const WorkingSet& ws, std::span<std::byte> buffer);
   bool demand_waiting() const;
+  bool give_way_to_demand();
   void note_fully_resident();
 
   void join();
@@ -110,6 +125,10 @@ class FaultServer::Impl {
   bool owns_registration_;
   uint64_t listener_id_ = 0;
   MappingTable mappings_;
+  // The source's measured costs, shared by demand and fill.
+  FetchCostModel cost_;
+  // Host address just past the last demand window: the fill works from here.
+  std::atomic<uint64_t> fill_hint_{0};
   // Shared by installs, exclusive while reading events and applying the
   // non-fault ones: no install can slip in between the kernel learning that
   // a removal was read and our marking of it (see read_and_serve).

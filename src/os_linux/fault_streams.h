@@ -12,14 +12,16 @@ class FaultStreams {
  public:
   explicit FaultStreams(uint64_t max_window_pages) : max_pages_(max_window_pages) {}
 
-  // The window, in pages, for a fault on the page at `host_page`.
-  uint64_t window_for(uint64_t host_page, uint64_t page_size) {
+  // The window, in pages, for a fault on the page at `host_page`; a new
+  // stream starts at `first_window` pages.
+  uint64_t window_for(uint64_t host_page, uint64_t page_size, uint64_t first_window = 1) {
     ++clock_;
     for (Stream& s : streams_) {
       if (s.window != 0 && host_page >= s.next && host_page < s.next + s.window * page_size) {
         s.window = s.window * 2 > max_pages_ ? max_pages_ : s.window * 2;
         s.used = clock_;
         current_ = &s;
+        continued_ = true;
         return s.window;
       }
     }
@@ -27,10 +29,15 @@ class FaultStreams {
     for (Stream& s : streams_) {
       if (s.used < oldest->used) oldest = &s;
     }
-    *oldest = Stream{host_page, 1, clock_};
+    const uint64_t first = first_window < 1 ? 1 : (first_window > max_pages_ ? max_pages_ : first_window);
+    *oldest = Stream{host_page, first, clock_};
     current_ = oldest;
-    return 1;
+    continued_ = false;
+    return first;
   }
+
+  // Whether the last window_for continued a stream (else it started one).
+  bool continued() const { return continued_; }
 
   // Where the window just served ended.
   void served_until(uint64_t host_end) {
@@ -45,6 +52,7 @@ class FaultStreams {
   };
   std::array<Stream, 8> streams_{};
   Stream* current_ = nullptr;
+  bool continued_ = false;
   uint64_t clock_ = 0;
   uint64_t max_pages_;
 };

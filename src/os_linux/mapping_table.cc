@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
 
 namespace faultline {
 
@@ -14,6 +15,42 @@ void PageBitmap::set_range(uint64_t first, uint64_t count) {
   for (uint64_t page = first; page < first + count; ++page) {
     words_[page / 64].fetch_or(uint64_t{1} << (page % 64), std::memory_order_release);
   }
+}
+
+void PageBitmap::clear_range(uint64_t first, uint64_t count) {
+  for (uint64_t page = first; page < first + count; ++page) {
+    words_[page / 64].fetch_and(~(uint64_t{1} << (page % 64)), std::memory_order_release);
+  }
+}
+
+uint64_t Mapping::claim_run(uint64_t first, uint64_t limit) {
+  uint64_t n = 0;
+  while (n < limit && first + n < pages() && !resident.test(first + n) &&
+         !removed.test(first + n) && claimed.test_and_set(first + n)) {
+    // Installed between the test and the claim: give it back, stop here.
+    if (resident.test(first + n)) {
+      claimed.clear_range(first + n, 1);
+      break;
+    }
+    ++n;
+  }
+  return n;
+}
+
+uint64_t Mapping::next_wanted(uint64_t from) const {
+  const uint64_t n = pages();
+  uint64_t page = from;
+  while (page < n) {
+    const uint64_t index = page / 64;
+    const uint64_t taken = resident.word(index) | removed.word(index) | claimed.word(index);
+    const uint64_t free = ~taken & (~uint64_t{0} << (page % 64));
+    if (free != 0) {
+      const uint64_t found = index * 64 + static_cast<uint64_t>(std::countr_zero(free));
+      return found < n ? found : n;
+    }
+    page = (index + 1) * 64;
+  }
+  return n;
 }
 
 void PageBitmap::copy_range(const PageBitmap& from, uint64_t from_first, uint64_t count) {
@@ -75,6 +112,7 @@ Result<Mapping*> MappingTable::append(const GuestMapping& layout, uint64_t allow
   m.allowed_ioctls = allowed_ioctls;
   m.resident.resize(layout.size / layout.page_size);
   m.removed.resize(layout.size / layout.page_size);
+  m.claimed.resize(layout.size / layout.page_size);
   count_.store(n + 1, std::memory_order_release);
   return &m;
 }

@@ -23,6 +23,14 @@ class PageBitmap {
     return (words_[page / 64].load(std::memory_order_acquire) >> (page % 64)) & 1;
   }
   void set_range(uint64_t first, uint64_t count);
+  void clear_range(uint64_t first, uint64_t count);
+  // The 64 bits of pages [64 * index, 64 * index + 64).
+  uint64_t word(uint64_t index) const { return words_[index].load(std::memory_order_acquire); }
+  // Sets the bit; false if it was set already.
+  bool test_and_set(uint64_t page) {
+    const uint64_t bit = uint64_t{1} << (page % 64);
+    return (words_[page / 64].fetch_or(bit, std::memory_order_acq_rel) & bit) == 0;
+  }
   void copy_range(const PageBitmap& from, uint64_t from_first, uint64_t count);
 
  private:
@@ -34,6 +42,9 @@ struct Mapping {
   uint64_t allowed_ioctls = 0;  // what UFFDIO_REGISTER said may be used here
   PageBitmap resident;
   PageBitmap removed;
+  // Pages some thread is fetching and installing right now (a demand
+  // window, a fill chunk, a replayed run): nobody else fetches them.
+  PageBitmap claimed;
   std::atomic<bool> retired{false};  // wholly unmapped or moved away
 
   uint64_t host_begin() const { return reinterpret_cast<uint64_t>(layout.host_addr); }
@@ -54,6 +65,17 @@ struct Mapping {
   // Marks the pages overlapping [host_addr, host_addr + len) (clipped to the mapping).
   void mark_resident(uint64_t host_addr, uint64_t len);
   uint64_t mark_removed(uint64_t host_addr, uint64_t len);  // returns pages marked
+  // Neither present nor being fetched by anyone.
+  bool wanted(uint64_t page) const {
+    return !resident.test(page) && !removed.test(page) && !claimed.test(page);
+  }
+  // Claims the wanted pages from `first` on, up to `limit` of them, stopping
+  // at the first that is not wanted or was claimed meanwhile. Returns how
+  // many it claimed (0: `first` itself is taken).
+  uint64_t claim_run(uint64_t first, uint64_t limit);
+  void release(uint64_t first, uint64_t count) { claimed.clear_range(first, count); }
+  // The first wanted page at or after `from`, or pages() if there is none.
+  uint64_t next_wanted(uint64_t from) const;
 };
 
 class MappingTable {
