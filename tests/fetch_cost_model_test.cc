@@ -30,7 +30,7 @@ TEST(FetchCostModelTest, APageCachedFileGetsLargeWindowsAndItsPageFirst) {
   FetchCostModel model;
   Feed(model, 3'000, 0.25);
   const uint64_t window = model.window_for(kPage, kMax);
-  EXPECT_GE(window, 64 * kPage);
+  EXPECT_GE(window, 16 * kPage);
   EXPECT_TRUE(model.split_pays(window)) << "one more cheap call beats waiting for the window";
 }
 

@@ -45,7 +45,7 @@ double FetchCostModel::per_byte_ns() const {
 
 uint64_t FetchCostModel::window_for(uint64_t page_size, uint64_t max_window, double ratio) const {
   const Fit f = fit();
-  const double budget = ratio * (kFaultRoundTripNs + f.call_ns);
+  const double budget = ratio * (round_trip_ns() + f.call_ns);
   const double bytes = budget / f.byte_ns;
   if (bytes <= static_cast<double>(page_size)) return page_size;
   if (bytes >= static_cast<double>(max_window)) return std::max(max_window, page_size);

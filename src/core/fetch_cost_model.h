@@ -15,9 +15,12 @@ class FetchCostModel {
  public:
   // What a fault costs the guest before any byte moves: the kernel queueing
   // the fault, waking a handler thread and, after the install, waking the
-  // faulting thread. Measured on 2-vCPU cloud VMs at 6 to 60 us per round
-  // trip, depending on the host; a prior, not measured per run.
-  static constexpr double kFaultRoundTripNs = 10'000;
+  // faulting thread. 6 to 60 us on 2-vCPU cloud VMs, depending on the host:
+  // the fault backend measures it (set_round_trip_ns); this until it does.
+  static constexpr double kPriorRoundTripNs = 10'000;
+
+  void set_round_trip_ns(double ns) { round_trip_ns_.store(ns, std::memory_order_relaxed); }
+  double round_trip_ns() const { return round_trip_ns_.load(std::memory_order_relaxed); }
 
   // One call that moved `bytes` (fetched, or installed) in `ns`.
   void record(uint64_t bytes, uint64_t ns);
@@ -31,7 +34,7 @@ class FetchCostModel {
   // The window for a fault that follows no stream: the largest power of two
   // (in [page_size, max_window]) whose bytes cost at most `ratio` times the
   // fixed cost of a fault (the round trip plus the source's per-call cost).
-  uint64_t window_for(uint64_t page_size, uint64_t max_window, double ratio = 8) const;
+  uint64_t window_for(uint64_t page_size, uint64_t max_window, double ratio = kWindowRatio) const;
   // Whether fetching the faulting page alone first (one more call) costs
   // less than making it wait for a whole `window` of bytes.
   bool split_pays(uint64_t window) const;
@@ -43,6 +46,10 @@ class FetchCostModel {
   };
   Fit fit() const;
 
+  // How many round trips' worth of bytes a window may hold: a larger window
+  // saves faults if its neighbours are touched, and delays the next fault
+  // if they are not.
+  static constexpr double kWindowRatio = 4;
   // Priors: a page-cached file (a few us a call, ~3 GB/s with the install).
   static constexpr double kPriorCallNs = 5'000;
   static constexpr double kPriorByteNs = 0.3;
@@ -52,6 +59,7 @@ class FetchCostModel {
   mutable std::mutex mu_;
   double w_ = 0, x_ = 0, y_ = 0, xx_ = 0, xy_ = 0;  // decayed sums
   std::atomic<uint64_t> samples_{0};
+  std::atomic<double> round_trip_ns_{kPriorRoundTripNs};
 };
 
 }  // namespace faultline

@@ -17,8 +17,6 @@ void cpu_relax() {
   __builtin_ia32_pause();
 }
 
-// How long a demand fault waits for a page someone else is installing.
-constexpr auto kClaimWait = std::chrono::microseconds(500);
 
 uint64_t nanos_since(std::chrono::steady_clock::time_point start) {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -116,8 +114,8 @@ bool FaultServer::Impl::read_and_serve(ThreadState& t) {
   for (size_t i = 0; i < count; ++i) {
     if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;
     events_.fetch_add(1, std::memory_order_relaxed);
-    const Fault fault{msgs[i].arg.pagefault.address,
-                      (msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0};
+    Fault fault{msgs[i].arg.pagefault.address,
+                (msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0};
     Served served = serve_fault_at(fault, t);
     if (served == Served::kStop) return false;
     if (served == Served::kRetryLater) t.deferred.push_back(fault);
@@ -127,7 +125,7 @@ bool FaultServer::Impl::read_and_serve(ThreadState& t) {
 
 bool FaultServer::Impl::retry_deferred(ThreadState& t) {
   size_t kept = 0;
-  for (const Fault& fault : t.deferred) {
+  for (Fault& fault : t.deferred) {
     Served served = serve_fault_at(fault, t);
     if (served == Served::kStop) return false;
     if (served == Served::kRetryLater) t.deferred[kept++] = fault;
@@ -136,7 +134,7 @@ bool FaultServer::Impl::retry_deferred(ThreadState& t) {
   return true;
 }
 
-Served FaultServer::Impl::serve_fault_at(const Fault& fault, ThreadState& t) {
+Served FaultServer::Impl::serve_fault_at(Fault& fault, ThreadState& t) {
   const uint64_t address = fault.address;
   struct InService {
     explicit InService(std::atomic<int>& n) : n(n) { n.fetch_add(1, std::memory_order_relaxed); }
@@ -172,7 +170,7 @@ Served FaultServer::Impl::serve_fault_at(const Fault& fault, ThreadState& t) {
     linux_uffd::wake(uffd_.get(), host_page, page_size);
     return Served::kDone;
   }
-  if (m->claimed.test(page)) return wait_for_claimed(*m, host_page);
+  if (m->claimed.test(page)) return leave_to_claimer(*m, host_page, fault);
   if (options_.prefetch.record) {
     options_.prefetch.record->note_first_touch(m->guest_address(host_page), page_size, fault.write);
   }
@@ -180,7 +178,7 @@ Served FaultServer::Impl::serve_fault_at(const Fault& fault, ThreadState& t) {
   // the run of pages nobody has or is fetching is claimed.
   const Window w = demand_window(*m, page, t);
   const uint64_t after = m->claim_run(page, w.hi - page);
-  if (after == 0) return wait_for_claimed(*m, host_page);
+  if (after == 0) return leave_to_claimer(*m, host_page, fault);
   uint64_t before = 0;
   while (page - before > w.lo && m->claim_run(page - before - 1, 1) == 1) ++before;
   const uint64_t first = page - before;
@@ -201,27 +199,21 @@ Served FaultServer::Impl::serve_fault_at(const Fault& fault, ThreadState& t) {
 }
 
 // The page is being fetched by someone else (the fill, a replay, another
-// thread's window): wait for that install rather than fetch it twice. If it
-// takes too long (the other install waits for an event this thread must
-// read), try again later; if the claim went without the page (a failed
-// fetch), this fault fetches it itself.
-Served FaultServer::Impl::wait_for_claimed(Mapping& m, uint64_t host_page) {
-  already_coming_.fetch_add(1, std::memory_order_relaxed);
-  const uint64_t page = m.page_index(host_page);
-  const auto until = std::chrono::steady_clock::now() + kClaimWait;
-  for (int spins = 0; m.claimed.test(page) && !m.resident.test(page); ++spins) {
-    if ((spins & 63) == 63) {
-      if (std::chrono::steady_clock::now() > until) return Served::kRetryLater;
-      std::this_thread::yield();
-    } else {
-      cpu_relax();
-    }
+// thread's window): their install wakes the faulting thread (UFFDIO_COPY
+// wakes whoever waits on the range), so this thread neither fetches it again
+// nor waits for it. The fault is kept and looked at again shortly: if the
+// claim went without the page (a failed fetch, an install cut short), it is
+// served then.
+Served FaultServer::Impl::leave_to_claimer(Mapping& m, uint64_t host_page, Fault& fault) {
+  if (!fault.parked) {
+    fault.parked = true;
+    already_coming_.fetch_add(1, std::memory_order_relaxed);
   }
-  if (m.resident.test(page)) {
+  if (m.resident.test(m.page_index(host_page))) {
     linux_uffd::wake(uffd_.get(), host_page, m.layout.page_size);
     return Served::kDone;
   }
-  return Served::kRetryLater;  // released unfetched: served on the retry
+  return Served::kRetryLater;
 }
 
 // One fetch for the whole claimed run [first, first + count); the faulting

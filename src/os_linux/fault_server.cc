@@ -11,6 +11,7 @@
 
 #include "core/log.h"
 #include "os_linux/fault_server_impl.h"
+#include "os_linux/wake_round_trip.h"
 
 namespace faultline {
 
@@ -112,6 +113,9 @@ Status FaultServer::Impl::start() {
     });
   }
   if (options_.prefetch.record) options_.prefetch.record->start_clock();
+  if (const uint64_t round_trip = wake_round_trip_ns(); round_trip != 0) {
+    cost_.set_round_trip_ns(static_cast<double>(round_trip));
+  }
   const bool fills = fills_in_background();
   if (fills) threads_.emplace_back([this] { fill_loop(); });
   log().debug("{}: serving with {} thread(s), prefetch {}{}", options_.name, options_.threads,

@@ -58,6 +58,7 @@ class FaultServer::Impl {
   struct Fault {
     uint64_t address = 0;
     bool write = false;
+    bool parked = false;  // left to another install of its page (counted once)
   };
 
   // Per serving thread: its buffer, its faults waiting on EAGAIN, its streams.
@@ -72,14 +73,14 @@ class FaultServer::Impl {
   bool read_and_serve(ThreadState& t);
   bool retry_deferred(ThreadState& t);
   bool spin_for_more(ThreadState& t);
-  Served serve_fault_at(const Fault& fault, ThreadState& t);
+  Served serve_fault_at(Fault& fault, ThreadState& t);
   // Pages [lo, hi) of a mapping a demand fault may bring with it.
   struct Window {
     uint64_t lo = 0;
     uint64_t hi = 0;
   };
   Window demand_window(const Mapping& m, uint64_t page, ThreadState& t);
-  Served wait_for_claimed(Mapping& m, uint64_t host_page);
+  Served leave_to_claimer(Mapping& m, uint64_t host_page, Fault& fault);
   Served serve_window(Mapping& m, uint64_t page, uint64_t first, uint64_t count, ThreadState& t);
   Served serve_page_then_around(Mapping& m, uint64_t page, uint64_t first, uint64_t count,
                                 ThreadState& t);
