@@ -85,10 +85,12 @@ TEST_F(FastPathsTest, RandomTouchesOfAPageCachedFileBringTheirNeighboursWithThem
   for (uint64_t i = 0; i < pages_; ++i) ASSERT_TRUE(PageRight(i)) << i;
   Stop();
   const PagerStats s = pager_->stats();
-  // A local file's round trip costs far more than its bytes: each fault's
-  // window covers many of the touched pages.
-  EXPECT_LT(s.faults, order.size() / 2);
-  EXPECT_GE(server_->stats().window_bytes, 8 * kPage);
+  // A local file's round trip costs more than a page's bytes: windows bring
+  // touched neighbours along, so there are fewer faults than touches. (How
+  // many fewer follows the measured costs: FetchCostModelTest.)
+  EXPECT_LT(s.faults, order.size());
+  EXPECT_GT(s.fault_around_pages, 0u);
+  EXPECT_GE(server_->stats().window_bytes, 2 * kPage);
   EXPECT_EQ(server_->stats().demand_pages, s.faults);
   EXPECT_EQ(s.faults + s.fault_around_pages, pages_);  // every page fetched exactly once
 }
