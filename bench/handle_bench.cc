@@ -53,6 +53,11 @@ int main(int argc, char** argv) {
                config.only);
     return 2;
   }
+  if (page_server && !config.only.empty() && config.only != "seq" && config.only != "random") {
+    fmt::print(stderr, "faultline-handle-bench: --only {}: --page-server runs seq and random\n",
+               config.only);
+    return 2;
+  }
   config.cap = std::chrono::seconds(cap_s);
   try {
     config.size =

@@ -93,7 +93,7 @@ double total(const Cell& cell, const std::string& row) {
 // Against a row cut at the cap, the ratio is at most mine / cap.
 std::string ratio_or_bound(double mine, double base, std::chrono::seconds cap) {
   if (mine < 0 || base >= 0) return ratio(mine, base);
-  return fmt::format("<{:.2f}x", mine / (1000.0 * static_cast<double>(cap.count())));
+  return fmt::format("<{:.2g}x", mine / (1000.0 * static_cast<double>(cap.count())));
 }
 
 double p99_us(const Cell& cell, const std::string& row) {
