@@ -92,6 +92,13 @@ void print_targets(const std::vector<WorkloadRows>& all, uint64_t size) {
   }
 }
 
+// A stats value as a table cell: text unquoted, fractions to 0.1.
+std::string cell(const nlohmann::json& value) {
+  if (value.is_string()) return value.get<std::string>();
+  if (value.is_number_float()) return fmt::format("{:.1f}", value.get<double>());
+  return value.dump();
+}
+
 void print_prefetch(const std::vector<WorkloadRows>& all) {
   static const char* kKeys[] = {"policy",         "demand_pages",   "around_pages",
                                 "filled_pages",   "replayed_pages", "pushed_pages",
@@ -112,7 +119,7 @@ void print_prefetch(const std::vector<WorkloadRows>& all) {
     fmt::print("| {} |", rows.workload->name);
     for (const char* key : kKeys) {
       const bool has = rows.prefetch.is_object() && rows.prefetch.contains(key);
-      fmt::print(" {} |", has ? rows.prefetch[key].dump() : "-");
+      fmt::print(" {} |", has ? cell(rows.prefetch[key]) : "-");
     }
     fmt::print("\n");
   }
