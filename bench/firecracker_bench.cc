@@ -10,6 +10,7 @@
 #include "baselines.h"
 #include "bench_image.h"
 #include "firecracker_run.h"
+#include "prefetch_table.h"
 #include "table_format.h"
 
 namespace faultline::bench {
@@ -92,39 +93,6 @@ void print_targets(const std::vector<WorkloadRows>& all, uint64_t size) {
   }
 }
 
-// A stats value as a table cell: text unquoted, fractions to 0.1.
-std::string cell(const nlohmann::json& value) {
-  if (value.is_string()) return value.get<std::string>();
-  if (value.is_number_float()) return fmt::format("{:.1f}", value.get<double>());
-  return value.dump();
-}
-
-void print_prefetch(const std::vector<WorkloadRows>& all) {
-  static const char* kKeys[] = {"policy",         "demand_pages",   "around_pages",
-                                "filled_pages",   "replayed_pages", "pushed_pages",
-                                "already_coming", "window_bytes",   "fully_resident_ms"};
-  fmt::print(
-      "\nPrefetch stats of the default row (its last run, `faultline stats` "
-      "sessions[0].prefetch):\n\n");
-  bool any = false;
-  for (const WorkloadRows& rows : all) any = any || rows.prefetch.is_object();
-  if (!any) {
-    fmt::print("(this handler's stats have no \"prefetch\" object)\n");
-    return;
-  }
-  fmt::print("| workload | {} |\n|---|", fmt::join(kKeys, " | "));
-  for (size_t i = 0; i < std::size(kKeys); ++i) fmt::print("---:|");
-  fmt::print("\n");
-  for (const WorkloadRows& rows : all) {
-    fmt::print("| {} |", rows.workload->name);
-    for (const char* key : kKeys) {
-      const bool has = rows.prefetch.is_object() && rows.prefetch.contains(key);
-      fmt::print(" {} |", has ? cell(rows.prefetch[key]) : "-");
-    }
-    fmt::print("\n");
-  }
-}
-
 }  // namespace
 
 int run_firecracker_bench(const BenchConfig& config) {
@@ -169,7 +137,9 @@ int run_firecracker_bench(const BenchConfig& config) {
     done.push_back(std::move(rows));
   }
   print_targets(done, config.size);
-  print_prefetch(done);
+  std::vector<PrefetchRow> prefetch;
+  for (const WorkloadRows& rows : done) prefetch.push_back({rows.workload->name, rows.prefetch});
+  print_prefetch_stats("workload", prefetch);
   return failures;
 }
 

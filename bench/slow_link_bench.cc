@@ -15,6 +15,7 @@
 #include "delay_proxy.h"
 #include "firecracker_run.h"
 #include "os_linux/child_process.h"
+#include "prefetch_table.h"
 #include "table_format.h"
 
 namespace faultline::bench {
@@ -83,6 +84,7 @@ struct Cell {
   double delay_ms;
   const Workload* workload;
   std::map<std::string, Outcome> medians;
+  nlohmann::json prefetch;  // of the default row's last run
 };
 
 double total(const Cell& cell, const std::string& row) {
@@ -147,7 +149,7 @@ int run_slow_link_bench(const BenchConfig& config) {
     for (const Workload& w : workloads) {
       if (w.name != "random" && w.name != "seq") continue;
       if (!config.only.empty() && w.name != config.only) continue;
-      Cell cell{delay_ms, &w, {}};
+      Cell cell{delay_ms, &w, {}, nullptr};
       std::map<std::string, std::vector<Outcome>> runs;
       for (int r = 0; r < config.runs; ++r) {
         for (const Row& row : kRows) {
@@ -156,7 +158,9 @@ int run_slow_link_bench(const BenchConfig& config) {
           run.args.insert(run.args.end(), row.flags.begin(), row.flags.end());
           run.cap = config.cap;
           try {
-            runs[row.name].push_back(run_under_handler(run, w).outcome);
+            HandleOutcome o = run_under_handler(run, w);
+            runs[row.name].push_back(o.outcome);
+            if (row.name == kDefault) cell.prefetch = o.prefetch;
           } catch (const std::exception& e) {
             fmt::print(stderr, "{} ms / {} / {}: {}\n", delay_ms, w.name, row.name, e.what());
             Outcome failed;
@@ -185,6 +189,11 @@ int run_slow_link_bench(const BenchConfig& config) {
     }
   }
   print_targets(cells, config.cap);
+  std::vector<PrefetchRow> prefetch;
+  for (const Cell& c : cells) {
+    prefetch.push_back({fmt::format("{} ms, {}", c.delay_ms, c.workload->name), c.prefetch});
+  }
+  print_prefetch_stats("delay, workload", prefetch);
   return failures;
 }
 
