@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <condition_variable>
-#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <mutex>
@@ -14,6 +13,8 @@
 #include <thread>
 
 #include "naive_handler.h"
+#include "net/socket_address.h"
+#include "net/socket_io.h"
 #include "os_linux/child_process.h"
 #include "support/firecracker_client.h"
 
@@ -29,13 +30,18 @@ std::string read_text(const std::string& path) {
   return s.str();
 }
 
-// `faultline stats --socket S`, parsed; discarded JSON if it fails.
-nlohmann::json handler_stats(const std::string& cli, const std::string& socket,
-                             const std::string& out) {
-  auto child = ChildProcess::spawn({cli, "stats", "--socket", socket},
-                                   {.stdout_file = out, .stderr_file = out + ".err"});
-  if (!child.is_ok() || child->wait().code() != 0) return nlohmann::json::value_t::discarded;
-  return nlohmann::json::parse(read_text(out), nullptr, false);
+// What `faultline stats --socket S` prints, read from the stats socket itself
+// (polling through the CLI would take CPU from the handler being measured);
+// discarded JSON while the handler does not answer.
+nlohmann::json handler_stats(const std::string& socket) {
+  auto address = net::parse_socket_address("unix:" + socket + ".stats");
+  if (!address.is_ok()) return nlohmann::json::value_t::discarded;
+  auto connection = net::connect_socket(*address, std::chrono::seconds(1));
+  if (!connection.is_ok()) return nlohmann::json::value_t::discarded;
+  auto text =
+      net::read_to_end(connection->get(), 16 << 20, net::deadline_after(std::chrono::seconds(5)));
+  if (!text.is_ok()) return nlohmann::json::value_t::discarded;
+  return nlohmann::json::parse(*text, nullptr, false);
 }
 
 nlohmann::json first_session(const nlohmann::json& stats) {
@@ -56,7 +62,7 @@ double fully_resident_ms(const nlohmann::json& session) {
 // `faultline handle` for one run; SIGTERM (then SIGKILL) when it goes.
 class Handler {
  public:
-  Handler(const HandleRun& run, const std::string& socket) : run_(run), socket_(socket) {
+  Handler(const HandleRun& run, const std::string& socket) : socket_(socket) {
     log_ = socket + ".log";
     std::vector<std::string> argv = {run.cli, "handle", "--socket", socket};
     argv.insert(argv.end(), run.args.begin(), run.args.end());
@@ -73,7 +79,7 @@ class Handler {
   }
   ~Handler() { stop(); }
 
-  nlohmann::json stats() const { return handler_stats(run_.cli, socket_, socket_ + ".stats.json"); }
+  nlohmann::json stats() const { return handler_stats(socket_); }
   std::string log() const { return read_text(log_); }
   void kill() { child_.kill(); }
   void stop() {
@@ -87,7 +93,6 @@ class Handler {
   }
 
  private:
-  const HandleRun& run_;
   std::string socket_;
   std::string log_;
   ChildProcess child_;
