@@ -23,6 +23,9 @@ namespace {
 
 using testing::FirecrackerClient;
 
+// How long past its cap a run may go before its handler is taken to hang.
+constexpr std::chrono::seconds kHangGrace(30);
+
 std::string read_text(const std::string& path) {
   std::ifstream in(path);
   std::stringstream s;
@@ -98,8 +101,8 @@ class Handler {
   ChildProcess child_;
 };
 
-// Past the workload's cap and this grace, the handler is taken to hang: it is
-// killed and the client's userfaultfd closed, so blocked faults resume.
+// Past its deadline the handler is taken to hang: it is killed and the
+// client's userfaultfd closed, so that blocked faults resume.
 class Watchdog {
  public:
   Watchdog(Clock::time_point deadline, std::function<void()> on_hang)
@@ -137,7 +140,7 @@ HandleOutcome run_under_handler(const HandleRun& run, const Workload& w) {
   bool hung = false;
   Outcome o;
   {
-    Watchdog watchdog(deadline + std::chrono::seconds(30), [&] {
+    Watchdog watchdog(deadline + kHangGrace, [&] {
       hung = true;
       handler.kill();
       client.close_uffd();
@@ -148,8 +151,8 @@ HandleOutcome run_under_handler(const HandleRun& run, const Workload& w) {
     o = outcome_since(start, run_workload(w, client.region(0), deadline));
   }
   if (hung) {
-    throw std::runtime_error(
-        fmt::format("the handler hung {} s past the cap; killed. Its log:\n{}", 30, handler.log()));
+    throw std::runtime_error(fmt::format("the handler hung {} s past the cap; killed. Its log:\n{}",
+                                         kHangGrace.count(), handler.log()));
   }
   nlohmann::json session = first_session(handler.stats());
   if (run.wait_for_resident && !o.aborted) {
