@@ -68,10 +68,19 @@ fuzz: fuzz-build
 	FUZZ_SECONDS=$(FUZZ_SECONDS) $(TIMED) "fuzz, $(FUZZ_SECONDS) s per target" \
 	  $(CTEST) --test-dir build-fuzz -L fuzz
 
-# Speed against the baselines, measured in one run (BENCH_ARGS="--size 256M" for a quick one).
-BENCH_ARGS ?=
+# Speed against the baselines, measured in one run; about 5 minutes on 2 cores.
+#   faultline-bench: the library's fault server in several settings (BENCH_ARGS, e.g. "--size 1G")
+#   faultline-handle-bench: `faultline handle` through the Firecracker protocol, 512 MiB,
+#     medians of 3 (HANDLE_BENCH_ARGS, e.g. "--runs 5 --only random")
+#   faultline-handle-bench --page-server: the same behind a delaying proxy, 128 MiB
+#     (SLOW_LINK_BENCH_ARGS, e.g. "--delays 0.2,2,10 --cap 60")
+BENCH_ARGS ?= --size 256M
+HANDLE_BENCH_ARGS ?=
+SLOW_LINK_BENCH_ARGS ?= --runs 1 --cap 30
 bench: build
 	$(BUILD)/bench/faultline-bench $(BENCH_ARGS)
+	$(BUILD)/bench/faultline-handle-bench $(HANDLE_BENCH_ARGS)
+	$(BUILD)/bench/faultline-handle-bench --page-server $(SLOW_LINK_BENCH_ARGS)
 
 # Baseline: QEMU's own postcopy migration of a 1 GiB TCG guest between two local QEMUs
 # (bench/qemu_postcopy/README.md). Fetches QEMU 10 and a guest kernel into

@@ -13,6 +13,11 @@ namespace faultline::bench {
 NaiveHandler::NaiveHandler(int file, std::byte* memory, uint64_t size)
     : file_(file), memory_(memory), size_(size), stop_(::eventfd(0, EFD_CLOEXEC)) {}
 
+NaiveHandler::NaiveHandler(int file, std::byte* memory, uint64_t size, UniqueFd registered_uffd)
+    : NaiveHandler(file, memory, size) {
+  uffd_ = std::move(registered_uffd);
+}
+
 NaiveHandler::~NaiveHandler() {
   const uint64_t one = 1;
   [[maybe_unused]] ssize_t n = ::write(stop_.get(), &one, sizeof one);
@@ -20,6 +25,10 @@ NaiveHandler::~NaiveHandler() {
 }
 
 Status NaiveHandler::start() {
+  if (uffd_) {
+    thread_ = std::thread([this] { loop(); });
+    return Status::ok();
+  }
   auto uffd = linux_uffd::open(0);
   if (!uffd.is_ok()) return uffd.status();
   uffd_ = std::move(uffd).value();

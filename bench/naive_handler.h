@@ -15,6 +15,9 @@ class NaiveHandler {
  public:
   // Serves [memory, memory + size) from `file` (byte 0 = memory[0]).
   NaiveHandler(int file, std::byte* memory, uint64_t size);
+  // Serves a userfaultfd someone else opened and registered over the memory
+  // (a VMM's, as handed over in a Firecracker handshake).
+  NaiveHandler(int file, std::byte* memory, uint64_t size, UniqueFd registered_uffd);
   ~NaiveHandler();
   Status start();
   uint64_t faults() const { return faults_.load(); }

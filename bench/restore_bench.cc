@@ -13,174 +13,26 @@
 // compare fault handling, not disk speed.
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <algorithm>
-#include <atomic>
 #include <chrono>
-#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <map>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "core/latency_histogram.h"
+#include "baselines.h"
+#include "bench_image.h"
 #include "faultline/fault_server.h"
 #include "naive_handler.h"
 #include "os_linux/anonymous_memory.h"
+#include "workloads.h"
 
 namespace faultline::bench {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-constexpr uint64_t kPage = 4096;
-
-double ms(Clock::duration d) {
-  return std::chrono::duration<double, std::milli>(d).count();
-}
-
-// Page i: 8-byte words from a per-page xorshift stream; every 16th page and a
-// run of 64 pages in every 4096 are zero (holes in the file).
-bool zero_page(uint64_t i) {
-  return i % 16 == 15 || i % 4096 < 64;
-}
-uint64_t first_word(uint64_t i) {
-  return zero_page(i) ? 0 : (i + 1) * 0x9E3779B97F4A7C15ull;
-}
-
-void fill_page(uint64_t i, std::byte* out) {
-  uint64_t x = first_word(i);
-  for (uint64_t off = 0; off < kPage; off += 8) {
-    std::memcpy(out + off, &x, 8);
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-  }
-}
-
-void write_image(const std::string& path, uint64_t size) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(size)) != 0) {
-    throw std::runtime_error("cannot create " + path + ": " + std::strerror(errno));
-  }
-  std::vector<std::byte> chunk(1 << 20);
-  const uint64_t per_chunk = chunk.size() / kPage;
-  for (uint64_t first = 0; first < size / kPage; first += per_chunk) {
-    for (uint64_t i = 0; i < per_chunk; ++i) fill_page(first + i, chunk.data() + i * kPage);
-    for (uint64_t i = 0; i < per_chunk; ++i) {
-      if (zero_page(first + i)) continue;
-      if (::pwrite(fd, chunk.data() + i * kPage, kPage, static_cast<off_t>((first + i) * kPage)) !=
-          static_cast<ssize_t>(kPage)) {
-        throw std::runtime_error("write " + path);
-      }
-    }
-  }
-  ::fsync(fd);
-  ::close(fd);
-}
-
-// Guest memory for one run: anonymous, or the file mapped MAP_PRIVATE.
-struct Memory {
-  std::byte* data = nullptr;
-  uint64_t size = 0;
-  AnonymousMemory anonymous;  // empty when the file is mapped
-  Memory(uint64_t bytes, int file) : size(bytes) {
-    if (file < 0) {
-      auto mapped = AnonymousMemory::map(bytes, "guest memory",
-                                         {.no_reserve = true, .pages = PageBacking::kSmallPages});
-      if (!mapped.is_ok()) throw std::runtime_error(mapped.status().to_string());
-      anonymous = std::move(mapped).value();
-      data = anonymous.data();
-      return;
-    }
-    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE, file, 0);
-    if (p == MAP_FAILED) throw std::runtime_error("mmap guest memory");
-    ::madvise(p, bytes, MADV_NOHUGEPAGE);
-    data = static_cast<std::byte*>(p);
-  }
-  ~Memory() {
-    if (!anonymous) ::munmap(data, size);
-  }
-};
-
-struct Workload {
-  std::string name;
-  int threads;
-  // Each thread's list of page indexes to touch, in order.
-  std::vector<std::vector<uint64_t>> touches;
-};
-
-std::vector<Workload> make_workloads(uint64_t pages) {
-  std::mt19937_64 rng(42);
-  std::vector<uint64_t> all(pages);
-  for (uint64_t i = 0; i < pages; ++i) all[i] = i;
-  std::vector<Workload> w;
-  w.push_back({"seq", 1, {all}});
-  std::vector<uint64_t> shuffled = all;
-  std::shuffle(shuffled.begin(), shuffled.end(), rng);
-  w.push_back({"random", 1, {{shuffled.begin(), shuffled.begin() + pages / 4}}});
-  std::vector<uint64_t> hot(shuffled.begin(), shuffled.begin() + pages / 10);
-  std::vector<uint64_t> hot_touches;
-  for (int pass = 0; pass < 10; ++pass) {
-    std::shuffle(hot.begin(), hot.end(), rng);
-    hot_touches.insert(hot_touches.end(), hot.begin(), hot.end());
-  }
-  w.push_back({"hot", 1, {hot_touches}});
-  Workload seq4{"seq4", 4, {}};
-  for (uint64_t t = 0; t < 4; ++t) {
-    seq4.touches.emplace_back(all.begin() + static_cast<int64_t>(pages * t / 4),
-                              all.begin() + static_cast<int64_t>(pages * (t + 1) / 4));
-  }
-  w.push_back(seq4);
-  return w;
-}
-
-struct Outcome {
-  double total_ms = 0;      // restore start to workload done
-  double resident_ms = -1;  // restore start to all of memory resident; -1: never in the run
-  uint64_t faults = 0;
-  LatencySummary first_touch;  // latency of each page's first touch
-  uint64_t wrong = 0;
-};
-
-// Runs the workload over `memory`: every touch reads a word and writes one;
-// each page's first touch is timed, and its first word checked.
-void run_workload(const Workload& w, std::byte* memory, LatencyHistogram& latency,
-                  std::atomic<uint64_t>& wrong) {
-  std::vector<std::thread> threads;
-  for (int t = 0; t < w.threads; ++t) {
-    threads.emplace_back([&, t] {
-      std::vector<bool> seen;
-      for (uint64_t page : w.touches[static_cast<size_t>(t)]) {
-        auto* word = reinterpret_cast<volatile uint64_t*>(memory + page * kPage + 8);
-        auto* head = reinterpret_cast<volatile uint64_t*>(memory + page * kPage);
-        if (seen.size() <= page) seen.resize(std::max<size_t>(page + 1, seen.size() * 2));
-        if (!seen[page]) {
-          const auto start = Clock::now();
-          const uint64_t value = *head;
-          latency.record(static_cast<uint64_t>(
-              std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count()));
-          if (value != first_word(page)) wrong.fetch_add(1);
-          seen[page] = true;
-        }
-        *word = *word + 1;
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-}
-
-uint64_t minor_and_major_faults() {
-  rusage usage{};
-  ::getrusage(RUSAGE_SELF, &usage);
-  return static_cast<uint64_t>(usage.ru_minflt + usage.ru_majflt);
-}
 
 using Method = std::function<Outcome(const Workload&)>;
 
@@ -189,75 +41,29 @@ struct Bench {
   uint64_t size;
   int file = -1;
 
-  Outcome eager(const Workload& w) {
-    Outcome o;
-    LatencyHistogram latency;
-    std::atomic<uint64_t> wrong{0};
-    const auto start = Clock::now();
-    Memory memory(size, -1);
-    constexpr uint64_t kChunk = 1 << 20;
-    for (uint64_t off = 0; off < size; off += kChunk) {
-      if (::pread(file, memory.data + off, kChunk, static_cast<off_t>(off)) !=
-          static_cast<ssize_t>(kChunk)) {
-        throw std::runtime_error("pread");
-      }
-    }
-    o.resident_ms = ms(Clock::now() - start);
-    run_workload(w, memory.data, latency, wrong);
-    o.total_ms = ms(Clock::now() - start);
-    o.first_touch = latency.summary();
-    o.wrong = wrong.load();
-    return o;
-  }
-
-  Outcome kernel_mapping(const Workload& w) {
-    Outcome o;
-    LatencyHistogram latency;
-    std::atomic<uint64_t> wrong{0};
-    const uint64_t faults_before = minor_and_major_faults();
-    const auto start = Clock::now();
-    Memory memory(size, file);
-    run_workload(w, memory.data, latency, wrong);
-    o.total_ms = ms(Clock::now() - start);
-    o.faults = minor_and_major_faults() - faults_before;
-    o.first_touch = latency.summary();
-    o.wrong = wrong.load();
-    return o;
-  }
-
   Outcome naive(const Workload& w) {
-    Outcome o;
-    LatencyHistogram latency;
-    std::atomic<uint64_t> wrong{0};
     const auto start = Clock::now();
-    Memory memory(size, -1);
-    NaiveHandler handler(file, memory.data, size);
+    AnonymousMemory memory = guest_memory(size);
+    NaiveHandler handler(file, memory.data(), size);
     if (!handler.start().is_ok()) throw std::runtime_error("naive handler");
-    run_workload(w, memory.data, latency, wrong);
-    o.total_ms = ms(Clock::now() - start);
+    Outcome o = outcome_since(start, run_workload(w, memory.data()));
     o.faults = handler.faults();
-    o.first_touch = latency.summary();
-    o.wrong = wrong.load();
     return o;
   }
 
   Outcome faultline(const Workload& w, FaultServerOptions options) {
-    Outcome o;
-    LatencyHistogram latency;
-    std::atomic<uint64_t> wrong{0};
     const auto start = Clock::now();
-    Memory memory(size, -1);
+    AnonymousMemory memory = guest_memory(size);
     auto source = open_file_page_source(path, 0);
     if (!source.is_ok()) throw std::runtime_error(source.status().to_string());
     auto pager = Pager::create(std::move(source).value());
     (void)pager->register_region(0, size);
     auto server = FaultServer::create(pager, options);
     if (!server.is_ok()) throw std::runtime_error(server.status().to_string());
-    if (!(*server)->map({0, memory.data, size, kPage}).is_ok() || !(*server)->start().is_ok()) {
+    if (!(*server)->map({0, memory.data(), size, kPage}).is_ok() || !(*server)->start().is_ok()) {
       throw std::runtime_error("fault server");
     }
-    run_workload(w, memory.data, latency, wrong);
-    o.total_ms = ms(Clock::now() - start);
+    Outcome o = outcome_since(start, run_workload(w, memory.data()));
     if (options.prefetch.policy == PrefetchPolicy::kFull && options.prefetch.fill) {
       // Time until all of memory is resident (the fill may outlast the workload).
       while ((*server)->stats().fully_resident_ns == 0 && ms(Clock::now() - start) < 60000) {
@@ -269,8 +75,6 @@ struct Bench {
     (*server)->request_shutdown();
     (void)(*server)->wait();
     o.faults = (*server)->stats().events;
-    o.first_touch = latency.summary();
-    o.wrong = wrong.load();
     return o;
   }
 };
@@ -299,10 +103,13 @@ int main(int argc, char** argv) {
   app.add_option("--only", only, "run one workload: seq, random, hot, seq4");
   app.add_option("--dir", dir, "where the image goes (default: a temporary folder)");
   CLI11_PARSE(app, argc, argv);
-  uint64_t size = std::stoull(size_text);
-  if (size_text.ends_with('G')) size <<= 30;
-  if (size_text.ends_with('M')) size <<= 20;
-  size &= ~(kPage - 1);
+  uint64_t size = 0;
+  try {
+    size = parse_size(size_text, "--size");
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "faultline-bench: {}\n", e.what());
+    return 2;
+  }
 
   const bool own_dir = dir.empty();
   if (own_dir) {
@@ -325,8 +132,9 @@ int main(int argc, char** argv) {
   two_threads.threads = 2;
 
   const std::vector<std::pair<std::string, Method>> methods = {
-      {"eager copy", [&](const Workload& w) { return bench.eager(w); }},
-      {"kernel MAP_PRIVATE", [&](const Workload& w) { return bench.kernel_mapping(w); }},
+      {"eager copy", [&](const Workload& w) { return eager_copy(bench.file, size, w); }},
+      {"kernel MAP_PRIVATE",
+       [&](const Workload& w) { return kernel_private_mapping(bench.file, size, w); }},
       {"naive uffd", [&](const Workload& w) { return bench.naive(w); }},
       {"faultline 1 page/fault", [&](const Workload& w) { return bench.faultline(w, one_page); }},
       {"faultline fault-around", [&](const Workload& w) { return bench.faultline(w, demand); }},
@@ -336,7 +144,7 @@ int main(int argc, char** argv) {
   };
 
   fmt::print("image: {} MiB, {} pages, {:.1f}% zero (holes); {} cores\n\n", size >> 20,
-             size / kPage, 100.0 * 1 / 16 + 100.0 * 64 / 4096, std::thread::hardware_concurrency());
+             size / kPage, zero_percent(), std::thread::hardware_concurrency());
   fmt::print(
       "| workload | method | total ms | faults | first touch p50 us | p99 us | "
       "resident ms | vs eager | vs MAP_PRIVATE | vs naive | wrong |\n");

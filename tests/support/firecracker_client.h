@@ -51,6 +51,10 @@ class FirecrackerClient {
   uint64_t region_offset(size_t i) const { return options_.regions[i].offset; }
   int uffd() const { return uffd_.get(); }
 
+  // Closes this side's userfaultfd, leaving the memory mapped: once the
+  // handler's copy is closed too, blocked faults resume on zero pages.
+  void close_uffd() { uffd_.reset(); }
+
   // The VM exits: its connection and userfaultfd close, its memory goes.
   void exit_vm();
 
