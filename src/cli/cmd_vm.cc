@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -34,6 +35,8 @@ struct RunArgs {
   uint64_t seed = 1;
   std::string progress_every = "16M";
   uint64_t words_per_page = vm::WorkloadParams{}.words_per_page;
+  vm::WorkloadKind kind = vm::WorkloadKind::kWalk;
+  uint64_t touch_permille = vm::WorkloadParams{}.touch_permille;
   uint64_t snapshot_after_progress = 0;
   std::string state;
   std::string mem;
@@ -65,7 +68,8 @@ void run_vm(const RunArgs& a) {
   auto machine = vm::Machine::create((*ram)->bytes());
   if (!machine.is_ok()) fail("run", machine.status().to_string());
   vm::Machine& m = **machine;
-  if (Status s = m.boot_workload({a.seed, *progress, a.words_per_page}); !s.is_ok())
+  if (Status s = m.boot_workload({a.seed, *progress, a.words_per_page, a.kind, a.touch_permille});
+      !s.is_ok())
     fail("run", s.to_string());
   if (!a.json) {
     fmt::print("guest: {} MiB of RAM, workload of {} pages (seed {}), {} progress reports\n",
@@ -195,6 +199,7 @@ void restore_vm(const RestoreArgs& a) {
     j["faults"] = ps.faults;
     j["fault_around_pages"] = ps.fault_around_pages;
     j["background_pages"] = fs.filled_pages + fs.pushed_pages;
+    j["replayed_pages"] = fs.replayed_pages;
     j["fully_resident_ms"] = static_cast<double>(fs.fully_resident_ns) / 1e6;
     j["prewarmed"] = ps.prewarmed;
     j["zero_pages"] = fs.zero_installs;
@@ -237,6 +242,19 @@ void add_vm_command(CLI::App& app) {
   run_cmd
       ->add_option("--words-per-page", run->words_per_page,
                    "words the guest writes and verifies per page (512: all)")
+      ->capture_default_str();
+  run_cmd
+      ->add_option("--workload", run->kind,
+                   "walk: every page in three passes; invocation: fill, then report ready (the "
+                   "last report, a snapshot point) and touch a scattered set of pages")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, vm::WorkloadKind>{{"walk", vm::WorkloadKind::kWalk},
+                                                  {"invocation", vm::WorkloadKind::kInvocation}},
+          CLI::ignore_case))
+      ->default_str("walk");
+  run_cmd
+      ->add_option("--touch-permille", run->touch_permille,
+                   "invocation: pages touched per 1000 (1..1000)")
       ->capture_default_str();
   run_cmd->add_option("--snapshot-after-progress", run->snapshot_after_progress,
                       "pause at this progress report and write the snapshot");
