@@ -199,7 +199,6 @@ void restore_vm(const RestoreArgs& a) {
     j["faults"] = ps.faults;
     j["fault_around_pages"] = ps.fault_around_pages;
     j["background_pages"] = fs.filled_pages + fs.pushed_pages;
-    j["replayed_pages"] = fs.replayed_pages;
     j["fully_resident_ms"] = static_cast<double>(fs.fully_resident_ns) / 1e6;
     j["prewarmed"] = ps.prewarmed;
     j["zero_pages"] = fs.zero_installs;
