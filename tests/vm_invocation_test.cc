@@ -147,5 +147,27 @@ TEST(VmInvocation, EagerRestoreOfTheReadySnapshotGivesTheUninterruptedResult) {
   EXPECT_EQ(restored.json()["faults"], 0);
 }
 
+TEST(VmInvocation, TouchingNoPagesOrMoreThanAllIsRefusedWithTheRange) {
+  SKIP_WITHOUT_KVM();
+  TempDir dir;
+  for (const char* permille : {"0", "1001"}) {
+    Cli run = faultline(dir, {"vm", "run", "--workload", "invocation", "--ram", "4M",
+                              "--touch-permille", permille});
+    EXPECT_EQ(run.exit_code, 1) << permille;
+    EXPECT_NE(
+        run.err.find(std::string(permille) + " pages touched per 1000: it must be from 1 to 1000"),
+        std::string::npos)
+        << run.err;
+  }
+}
+
+TEST(VmInvocation, AnUnknownWorkloadIsRefusedWithTheKnownOnes) {
+  TempDir dir;
+  Cli run = faultline(dir, {"vm", "run", "--workload", "lambda"});
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.err.find("--workload: lambda not in {walk,invocation}"), std::string::npos)
+      << run.err;
+}
+
 }  // namespace
 }  // namespace faultline::vm

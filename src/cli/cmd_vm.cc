@@ -7,7 +7,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -35,7 +34,7 @@ struct RunArgs {
   uint64_t seed = 1;
   std::string progress_every = "16M";
   uint64_t words_per_page = vm::WorkloadParams{}.words_per_page;
-  vm::WorkloadKind kind = vm::WorkloadKind::kWalk;
+  std::string workload = "walk";  // or "invocation"
   uint64_t touch_permille = vm::WorkloadParams{}.touch_permille;
   uint64_t snapshot_after_progress = 0;
   std::string state;
@@ -68,9 +67,10 @@ void run_vm(const RunArgs& a) {
   auto machine = vm::Machine::create((*ram)->bytes());
   if (!machine.is_ok()) fail("run", machine.status().to_string());
   vm::Machine& m = **machine;
-  if (Status s = m.boot_workload({a.seed, *progress, a.words_per_page, a.kind, a.touch_permille});
-      !s.is_ok())
-    fail("run", s.to_string());
+  vm::WorkloadParams params{a.seed, *progress, a.words_per_page};
+  if (a.workload == "invocation") params.kind = vm::WorkloadKind::kInvocation;
+  params.touch_permille = a.touch_permille;
+  if (Status s = m.boot_workload(params); !s.is_ok()) fail("run", s.to_string());
   if (!a.json) {
     fmt::print("guest: {} MiB of RAM, workload of {} pages (seed {}), {} progress reports\n",
                *ram_size >> 20, m.workload().pages, a.seed, m.workload().total_reports());
@@ -243,14 +243,11 @@ void add_vm_command(CLI::App& app) {
                    "words the guest writes and verifies per page (512: all)")
       ->capture_default_str();
   run_cmd
-      ->add_option("--workload", run->kind,
+      ->add_option("--workload", run->workload,
                    "walk: every page in three passes; invocation: fill, then report ready (the "
                    "last report, a snapshot point) and touch a scattered set of pages")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, vm::WorkloadKind>{{"walk", vm::WorkloadKind::kWalk},
-                                                  {"invocation", vm::WorkloadKind::kInvocation}},
-          CLI::ignore_case))
-      ->default_str("walk");
+      ->check(CLI::IsMember({"walk", "invocation"}))
+      ->capture_default_str();
   run_cmd
       ->add_option("--touch-permille", run->touch_permille,
                    "invocation: pages touched per 1000 (1..1000)")

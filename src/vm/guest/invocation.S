@@ -9,7 +9,7 @@
 // Each touched page is read (its first word folded into the checksum) and
 // then written (its last word stamped with the checksum); the checksum is the
 // check, against the uninterrupted run's. A page costs 15 instructions: where
-// KVM emulates every guest instruction (about 0.5 us each here), more would
+// KVM emulates every guest instruction (0.5-1 us each here), more would
 // bury the page faults a working set saves under guest time that a real
 // function, run natively, would not have.
 //
