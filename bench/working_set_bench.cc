@@ -2,7 +2,8 @@
 // resume is a "function invocation" (the invocation workload: a scattered,
 // seeded 15% of 1 GiB read and written), with and without a recorded working
 // set. Each row is `faultline vm restore --json` of the same snapshot, taken at
-// the workload's ready report; figures come from its JSON, medians of --runs.
+// the workload's ready report; figures come from its JSON, medians of --runs
+// rounds (each round runs every row once).
 //
 //   to result    restore start -> the guest reported its result (total_ms)
 //   guest ms     first KVM_RUN -> the result: the invocation itself
@@ -128,23 +129,24 @@ std::optional<Guest> prepare(const Config& c, std::string& why) {
   return g;
 }
 
+// One figure of a row: its runs' values, and their median.
+struct Figure {
+  std::vector<double> runs;
+  double median() const {
+    std::vector<double> v = runs;
+    std::sort(v.begin(), v.end());
+    return v.empty() ? -1 : v[v.size() / 2];
+  }
+};
+
 struct Row {
   std::string name;
   std::vector<std::string> flags;  // a run's flags; "{run}" is replaced by its number
   std::string missing;             // why the row cannot run with this binary
-  std::string why;                 // why it failed
-  bool ok = false;
-  double ms = -1;
-  double guest_ms = -1;
-  double faults = -1;
-  double replayed = -1;
-  double background = -1;
+  std::string why;                 // why a run failed
+  Figure ms, guest_ms, faults, replayed, background;
+  bool ok() const { return missing.empty() && why.empty() && !ms.runs.empty(); }
 };
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? -1 : v[v.size() / 2];
-}
 
 std::vector<std::string> with_run(std::vector<std::string> flags, int n) {
   for (std::string& f : flags) {
@@ -162,38 +164,31 @@ double replayed_pages(const json& out) {
   return out["working_set"].value("replayed_pages", 0.0);
 }
 
-void measure(const Config& c, const Guest& g, int index, Row& row) {
-  if (!row.missing.empty()) return;
-  std::vector<double> ms, guest_ms, faults, replayed, background;
-  for (int n = 1; n <= c.runs; ++n) {
-    const std::string out = fmt::format("{}/restore-{}-{}.json", c.dir, index, n);
-    Ran r = run(concat({c.restore_cli, "vm", "restore", "--json", "--quiet", "--state", c.state(),
-                        "--mem", c.mem()},
-                       with_run(row.flags, n)),
-                out);
-    if (r.code != 0 || r.out.is_discarded()) {
-      row.why = fmt::format("exit {}: {}", r.code, r.err.substr(0, 300));
-      return;
-    }
-    if (r.out["finished"] != true || r.out["checksum"] != g.checksum || r.out["mismatches"] != 0 ||
-        r.out["pages"] != g.pages) {
-      row.why = fmt::format("WRONG result: checksum {}, {} mismatches (uninterrupted: {})",
-                            r.out.value("checksum", std::string("none")),
-                            r.out.value("mismatches", uint64_t{0}), g.checksum);
-      return;
-    }
-    ms.push_back(r.out["total_ms"].get<double>());
-    guest_ms.push_back(r.out["total_ms"].get<double>() - r.out["first_entry_ms"].get<double>());
-    faults.push_back(r.out.value("faults", 0.0));
-    replayed.push_back(replayed_pages(r.out));
-    background.push_back(r.out.value("background_pages", 0.0));
+// Run `n` of the row (from 1): one restore, its figures added to the row's.
+void measure_once(const Config& c, const Guest& g, int index, int n, Row& row) {
+  if (!row.missing.empty() || !row.why.empty()) return;
+  const std::string out = fmt::format("{}/restore-{}-{}.json", c.dir, index, n);
+  Ran r = run(concat({c.restore_cli, "vm", "restore", "--json", "--quiet", "--state", c.state(),
+                      "--mem", c.mem()},
+                     with_run(row.flags, n)),
+              out);
+  if (r.code != 0 || r.out.is_discarded()) {
+    row.why = fmt::format("exit {}: {}", r.code, r.err.substr(0, 300));
+    return;
   }
-  row.ok = true;
-  row.ms = median(ms);
-  row.guest_ms = median(guest_ms);
-  row.faults = median(faults);
-  row.replayed = median(replayed);
-  row.background = median(background);
+  if (r.out["finished"] != true || r.out["checksum"] != g.checksum || r.out["mismatches"] != 0 ||
+      r.out["pages"] != g.pages) {
+    row.why = fmt::format("WRONG result: checksum {}, {} mismatches (uninterrupted: {})",
+                          r.out.value("checksum", std::string("none")),
+                          r.out.value("mismatches", uint64_t{0}), g.checksum);
+    return;
+  }
+  const double total = r.out["total_ms"].get<double>();
+  row.ms.runs.push_back(total);
+  row.guest_ms.runs.push_back(total - r.out["first_entry_ms"].get<double>());
+  row.faults.runs.push_back(r.out.value("faults", 0.0));
+  row.replayed.runs.push_back(replayed_pages(r.out));
+  row.background.runs.push_back(r.out.value("background_pages", 0.0));
 }
 
 bool restore_has_flag(const Config& c, const std::string& flag) {
@@ -210,19 +205,21 @@ std::string cell(double v, const char* spec = "{:.0f}") {
 // without, under the same policy; false if a target is missed.
 bool judge(const Row& without, const Row& with) {
   fmt::print("\n{} against {}:\n", with.name, without.name);
-  if (!without.ok || !with.ok) {
+  if (!without.ok() || !with.ok()) {
     fmt::print("  not judged: {}\n",
                !with.missing.empty() ? with.missing : "a row did not complete");
     return false;
   }
-  const double reduction = without.faults > 0 ? 1 - with.faults / without.faults : 0;
-  const double ratio = with.ms / without.ms;
+  const double faults_without = without.faults.median(), faults_with = with.faults.median();
+  const double ms_without = without.ms.median(), ms_with = with.ms.median();
+  const double reduction = faults_without > 0 ? 1 - faults_with / faults_without : 0;
+  const double ratio = ms_with / ms_without;
   const bool faults_met = reduction >= 0.9;
   const bool time_met = ratio <= 0.5;
   fmt::print("  demand faults {:.0f} -> {:.0f}: {:.1f}% fewer (target >= 90%): {}\n",
-             without.faults, with.faults, 100 * reduction, faults_met ? "met" : "NOT met");
-  fmt::print("  time to result {:.1f} -> {:.1f} ms: {:.2f}x (target <= 0.5x): {}\n", without.ms,
-             with.ms, ratio, time_met ? "met" : "NOT met");
+             faults_without, faults_with, 100 * reduction, faults_met ? "met" : "NOT met");
+  fmt::print("  time to result {:.1f} -> {:.1f} ms: {:.2f}x (target <= 0.5x): {}\n", ms_without,
+             ms_with, ratio, time_met ? "met" : "NOT met");
   return faults_met && time_met;
 }
 
@@ -282,16 +279,21 @@ int main(int argc, char** argv) {
        replay ? "" : no_replay},
   };
   const size_t kFull = 1, kDemand = 2, kRecording = 3, kFullWs = 4, kPolicyWs = 5;
-  for (size_t i = 0; i < rows.size(); ++i) {
-    if (i == kFullWs && rows[kRecording].ok) {
-      std::filesystem::copy_file(c.dir + "/recorded-1.ws", ws,
-                                 std::filesystem::copy_options::overwrite_existing);
+  // Round by round, every row once per round, so that the rows compared ran
+  // close together in time on a machine whose load comes and goes.
+  for (int n = 1; n <= c.runs; ++n) {
+    fmt::print(stderr, "round {} of {}...\n", n, c.runs);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      if (i == kFullWs && n == 1) {
+        if (rows[kRecording].ok()) {
+          std::filesystem::copy_file(c.dir + "/recorded-1.ws", ws,
+                                     std::filesystem::copy_options::overwrite_existing);
+        } else if (record && replay) {
+          rows[kFullWs].missing = rows[kPolicyWs].missing = "no working set was recorded";
+        }
+      }
+      measure_once(c, *guest, static_cast<int>(i), n, rows[i]);
     }
-    if ((i == kFullWs || i == kPolicyWs) && rows[i].missing.empty() && !rows[kRecording].ok) {
-      rows[i].missing = "no working set was recorded";
-    }
-    fmt::print(stderr, "{} x{}...\n", rows[i].name, c.runs);
-    measure(c, *guest, static_cast<int>(i), rows[i]);
   }
 
   const Guest& g = *guest;
@@ -309,13 +311,14 @@ int main(int argc, char** argv) {
       fmt::print("| {} | | | | | | not run: {} |\n", r.name, r.missing);
       continue;
     }
-    if (!r.ok) {
+    if (!r.ok()) {
       all_right = false;
       fmt::print("| {} | | | | | | FAILED: {} |\n", r.name, r.why);
       continue;
     }
-    fmt::print("| {} | {} | {} | {} | {} | {} | right |\n", r.name, cell(r.ms, "{:.1f}"),
-               cell(r.guest_ms, "{:.1f}"), cell(r.faults), cell(r.replayed), cell(r.background));
+    fmt::print("| {} | {} | {} | {} | {} | {} | right |\n", r.name, cell(r.ms.median(), "{:.1f}"),
+               cell(r.guest_ms.median(), "{:.1f}"), cell(r.faults.median()),
+               cell(r.replayed.median()), cell(r.background.median()));
   }
   judge(rows[kFull], rows[kFullWs]);
   judge(rows[kDemand], rows[kPolicyWs]);
