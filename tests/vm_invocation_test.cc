@@ -23,18 +23,11 @@ constexpr uint64_t kInvocationRam = 64ull << 20;
 constexpr uint64_t kInvocationPages = (kInvocationRam - (1 << 20)) / 4096;
 constexpr uint64_t kTouchPermille = 150;
 // 8 MiB between reports: 7 in the fill (63 MiB of workload pages), then ready.
-const std::vector<std::string> kInvocation = {"--workload",
-                                              "invocation",
-                                              "--ram",
-                                              "64M",
-                                              "--seed",
-                                              "7",
-                                              "--progress-every",
-                                              "8M",
-                                              "--words-per-page",
-                                              "2",
-                                              "--touch-permille",
-                                              "150"};
+// clang-format off
+const std::vector<std::string> kInvocation = {
+    "--workload", "invocation", "--ram", "64M", "--seed", "7", "--progress-every", "8M",
+    "--words-per-page", "2", "--touch-permille", "150"};
+// clang-format on
 constexpr uint64_t kReadyReport = 8;
 
 struct ModelResult {
