@@ -5,7 +5,8 @@
 // the workload's ready report; figures come from its JSON, medians of --runs
 // rounds (each round runs every row once).
 //
-//   to result    restore start -> the guest reported its result (total_ms)
+//   to result    restore start -> the guest reported its result (total_ms),
+//                with the fastest and slowest run beside it
 //   guest ms     first KVM_RUN -> the result: the invocation itself
 //   faults       demand faults the fault server served (faults)
 //   replayed     pages installed ahead of the guest from the working set
@@ -303,21 +304,22 @@ int main(int argc, char** argv) {
       c.ram, g.pages, g.workload_pages, 100.0 * static_cast<double>(g.pages) / g.workload_pages,
       c.runs, g.run_ms, g.checksum);
   fmt::print(
-      "| restore | to result ms | guest ms | demand faults | replayed pages | background pages | "
-      "result |\n|---|---:|---:|---:|---:|---:|---|\n");
+      "| restore | to result ms | (min-max) | guest ms | demand faults | replayed pages | "
+      "background pages | result |\n|---|---:|---:|---:|---:|---:|---:|---|\n");
   bool all_right = true;
   for (const Row& r : rows) {
     if (!r.missing.empty()) {
-      fmt::print("| {} | | | | | | not run: {} |\n", r.name, r.missing);
+      fmt::print("| {} | | | | | | | not run: {} |\n", r.name, r.missing);
       continue;
     }
     if (!r.ok()) {
       all_right = false;
-      fmt::print("| {} | | | | | | FAILED: {} |\n", r.name, r.why);
+      fmt::print("| {} | | | | | | | FAILED: {} |\n", r.name, r.why);
       continue;
     }
-    fmt::print("| {} | {} | {} | {} | {} | {} | right |\n", r.name, cell(r.ms.median(), "{:.1f}"),
-               cell(r.guest_ms.median(), "{:.1f}"), cell(r.faults.median()),
+    const auto [least, most] = std::minmax_element(r.ms.runs.begin(), r.ms.runs.end());
+    fmt::print("| {} | {:.1f} | {:.0f}-{:.0f} | {:.1f} | {} | {} | {} | right |\n", r.name,
+               r.ms.median(), *least, *most, r.guest_ms.median(), cell(r.faults.median()),
                cell(r.replayed.median()), cell(r.background.median()));
   }
   judge(rows[kFull], rows[kFullWs]);
