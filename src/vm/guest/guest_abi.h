@@ -15,15 +15,15 @@
 #define GUEST_WORK_START 0x100000 /* the workload owns every page from here */
 
 // The parameter page: written by the VMM before boot, read once by the guest.
-#define PARAM_WORK_PAGES 0x00      /* pages the workload fills and walks */
-#define PARAM_SEED 0x08            /* seeds every page's pattern */
-#define PARAM_STRIDE 0x10          /* pass 2 visits page (k * stride) mod pages */
-#define PARAM_PROGRESS_MASK 0x18   /* a progress report when (pages done & mask) == 0 */
-#define PARAM_WORDS_PER_PAGE 0x20  /* words written, then verified, in every page */
-#define PARAM_WORD_STEP 0x28       /* bytes between them: 4096 / words per page */
-#define PARAM_KIND 0x30            /* WORKLOAD_WALK or WORKLOAD_INVOCATION */
-#define PARAM_TOUCH_PAGES 0x38     /* invocation: pages it touches after the ready report */
-#define PARAM_TOUCH_MASK 0x40      /* invocation: its LCG's modulus - 1 (>= pages - 1) */
+#define PARAM_WORK_PAGES 0x00     /* pages the workload fills and walks */
+#define PARAM_SEED 0x08           /* seeds every page's pattern */
+#define PARAM_STRIDE 0x10         /* pass 2 visits page (k * stride) mod pages */
+#define PARAM_PROGRESS_MASK 0x18  /* a progress report when (pages done & mask) == 0 */
+#define PARAM_WORDS_PER_PAGE 0x20 /* words written, then verified, in every page */
+#define PARAM_WORD_STEP 0x28      /* bytes between them: 4096 / words per page */
+#define PARAM_KIND 0x30           /* WORKLOAD_WALK or WORKLOAD_INVOCATION */
+#define PARAM_TOUCH_PAGES 0x38    /* invocation: pages it touches after the ready report */
+#define PARAM_TOUCH_MASK 0x40     /* invocation: its LCG's modulus - 1 (>= pages - 1) */
 // Written by the guest when it is done, read by the VMM.
 #define RESULT_CHECKSUM 0x100
 #define RESULT_MISMATCHES 0x108 /* words in pass 2 that differed from pass 1's */
