@@ -20,7 +20,7 @@ FUZZ = -DCMAKE_CXX_COMPILER=clang++ -DFAULTLINE_BUILD_TESTS=OFF -DFAULTLINE_BUIL
 	-DFAULTLINE_SANITIZER=address,undefined,fuzzer-no-link
 
 .PHONY: all deps configure build test test-all test-fast test-asan test-tsan fuzz fuzz-build \
-	bench bench-qemu bench-migrate demo format clean
+	bench bench-qemu bench-migrate bench-working-set demo format clean
 
 all: build
 
@@ -68,12 +68,14 @@ fuzz: fuzz-build
 	FUZZ_SECONDS=$(FUZZ_SECONDS) $(TIMED) "fuzz, $(FUZZ_SECONDS) s per target" \
 	  $(CTEST) --test-dir build-fuzz -L fuzz
 
-# Speed against the baselines, measured in one run; about 5 minutes on 2 cores.
+# Speed against the baselines, measured in one run; about 6 minutes on 2 cores.
 #   faultline-bench: the library's fault server in several settings (BENCH_ARGS, e.g. "--size 1G")
 #   faultline-handle-bench: `faultline handle` through the Firecracker protocol, 512 MiB,
 #     medians of 3 (HANDLE_BENCH_ARGS, e.g. "--runs 5 --only random")
 #   faultline-handle-bench --page-server: the same behind a delaying proxy, 128 MiB
 #     (SLOW_LINK_BENCH_ARGS, e.g. "--delays 0.2,2,10 --cap 60")
+#   faultline-ws-bench: repeated restores of the KVM guest with and without a working set
+#     (WS_BENCH_ARGS; alone: make bench-working-set)
 BENCH_ARGS ?= --size 256M
 HANDLE_BENCH_ARGS ?=
 SLOW_LINK_BENCH_ARGS ?= --runs 1 --cap 30
@@ -81,6 +83,7 @@ bench: build
 	$(BUILD)/bench/faultline-bench $(BENCH_ARGS)
 	$(BUILD)/bench/faultline-handle-bench $(HANDLE_BENCH_ARGS)
 	$(BUILD)/bench/faultline-handle-bench --page-server $(SLOW_LINK_BENCH_ARGS)
+	$(BUILD)/bench/faultline-ws-bench --dir $(BUILD)/ws-bench $(WS_BENCH_ARGS)
 
 # Baseline: QEMU's own postcopy migration of a 1 GiB TCG guest between two local QEMUs
 # (bench/qemu_postcopy/README.md). Fetches QEMU 10 and a guest kernel into
@@ -96,6 +99,13 @@ bench-qemu:
 MIGRATE_BENCH_ARGS ?=
 bench-migrate: build
 	$(BUILD)/bench/faultline-migrate-bench --dir $(BUILD)/migrate-bench $(MIGRATE_BENCH_ARGS)
+
+# Repeated restores of a 1 GiB KVM guest whose work after the resume touches a
+# scattered 15% of its memory, with and without a recorded working set; about
+# 40 s, also run by `make bench` (WS_BENCH_ARGS="--ram 256M --runs 5", for instance).
+WS_BENCH_ARGS ?=
+bench-working-set: build
+	$(BUILD)/bench/faultline-ws-bench --dir $(BUILD)/ws-bench $(WS_BENCH_ARGS)
 
 demo: build
 	$(BUILD)/faultline demo

@@ -34,6 +34,8 @@ struct RunArgs {
   uint64_t seed = 1;
   std::string progress_every = "16M";
   uint64_t words_per_page = vm::WorkloadParams{}.words_per_page;
+  std::string workload = "walk";  // or "invocation"
+  uint64_t touch_permille = vm::WorkloadParams{}.touch_permille;
   uint64_t snapshot_after_progress = 0;
   std::string state;
   std::string mem;
@@ -65,8 +67,10 @@ void run_vm(const RunArgs& a) {
   auto machine = vm::Machine::create((*ram)->bytes());
   if (!machine.is_ok()) fail("run", machine.status().to_string());
   vm::Machine& m = **machine;
-  if (Status s = m.boot_workload({a.seed, *progress, a.words_per_page}); !s.is_ok())
-    fail("run", s.to_string());
+  vm::WorkloadParams params{a.seed, *progress, a.words_per_page};
+  if (a.workload == "invocation") params.kind = vm::WorkloadKind::kInvocation;
+  params.touch_permille = a.touch_permille;
+  if (Status s = m.boot_workload(params); !s.is_ok()) fail("run", s.to_string());
   if (!a.json) {
     fmt::print("guest: {} MiB of RAM, workload of {} pages (seed {}), {} progress reports\n",
                *ram_size >> 20, m.workload().pages, a.seed, m.workload().total_reports());
@@ -237,6 +241,16 @@ void add_vm_command(CLI::App& app) {
   run_cmd
       ->add_option("--words-per-page", run->words_per_page,
                    "words the guest writes and verifies per page (512: all)")
+      ->capture_default_str();
+  run_cmd
+      ->add_option("--workload", run->workload,
+                   "walk: every page in three passes; invocation: fill, then report ready (the "
+                   "last report, a snapshot point) and touch a scattered set of pages")
+      ->check(CLI::IsMember({"walk", "invocation"}))
+      ->capture_default_str();
+  run_cmd
+      ->add_option("--touch-permille", run->touch_permille,
+                   "invocation: pages touched per 1000 (1..1000)")
       ->capture_default_str();
   run_cmd->add_option("--snapshot-after-progress", run->snapshot_after_progress,
                       "pause at this progress report and write the snapshot");

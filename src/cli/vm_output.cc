@@ -22,7 +22,8 @@ double ms_since(Clock::time_point start, std::optional<Clock::time_point> at) {
   throw CLI::RuntimeError(1);
 }
 
-const char* pass_name(uint32_t pass) {
+const char* pass_name(uint32_t pass, vm::WorkloadKind kind) {
+  if (kind == vm::WorkloadKind::kInvocation && pass == 2) return "ready";
   switch (pass) {
     case 1:
       return "fill";
@@ -60,7 +61,7 @@ vm::RunHooks progress_hooks(vm::Machine& m, bool quiet, uint64_t pause_at) {
   hooks.on_progress = [&m, quiet, pause_at](const vm::Progress& p) {
     if (!quiet) {
       fmt::print("progress {}/{}: pass {} ({}), {} MiB\n", p.index, m.workload().total_reports(),
-                 p.pass, pass_name(p.pass), p.pages * 4096 >> 20);
+                 p.pass, pass_name(p.pass, m.workload().kind), p.pages * 4096 >> 20);
       std::fflush(stdout);
     }
     return pause_at != 0 && p.index == pause_at;

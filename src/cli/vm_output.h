@@ -14,7 +14,7 @@ double ms_since(vm::Clock::time_point start, std::optional<vm::Clock::time_point
 // Logs "vm COMMAND: MESSAGE" (option fields in it named by their flags) and
 // exits the command with status 1.
 [[noreturn]] void fail(const std::string& command, const std::string& message);
-const char* pass_name(uint32_t pass);
+const char* pass_name(uint32_t pass, vm::WorkloadKind kind);
 // What the guest reported.
 nlohmann::ordered_json guest_json(vm::Machine& m, vm::RunEnd end);
 void print_results(vm::Machine& m);

@@ -9,6 +9,7 @@
 #include "core/little_endian.h"
 #include "vm/guest/guest_abi.h"
 #include "vm/guest_program.h"
+#include "vm/invocation.h"
 #include "vm/long_mode.h"
 
 namespace faultline::vm {
@@ -20,6 +21,7 @@ uint64_t walk_stride(uint64_t pages) {
 }
 
 uint64_t WorkloadInfo::total_reports() const {
+  if (kind == WorkloadKind::kInvocation) return reports_per_pass() + 1;
   return WORKLOAD_PASSES * reports_per_pass();
 }
 
@@ -49,6 +51,14 @@ Status load_workload(std::span<std::byte> ram, const WorkloadParams& params) {
     return invalid_argument(fmt::format(
         "{} words per page: it must be a power of two from 1 to 512", params.words_per_page));
   }
+  if (params.kind != WorkloadKind::kWalk && params.kind != WorkloadKind::kInvocation) {
+    return invalid_argument(
+        fmt::format("workload kind {}: unknown", static_cast<uint64_t>(params.kind)));
+  }
+  if (params.touch_permille == 0 || params.touch_permille > 1000) {
+    return invalid_argument(
+        fmt::format("{} pages touched per 1000: it must be from 1 to 1000", params.touch_permille));
+  }
   write_boot_tables(ram);
   std::memcpy(ram.data() + GUEST_CODE, program.data(), program.size());
   const uint64_t pages = (ram.size() - GUEST_WORK_START) / 4096;
@@ -58,6 +68,10 @@ Status load_workload(std::span<std::byte> ram, const WorkloadParams& params) {
   le::put_u64(ram.subspan(GUEST_PARAMS + PARAM_PROGRESS_MASK, 8), params.progress_bytes / 4096 - 1);
   le::put_u64(ram.subspan(GUEST_PARAMS + PARAM_WORDS_PER_PAGE, 8), params.words_per_page);
   le::put_u64(ram.subspan(GUEST_PARAMS + PARAM_WORD_STEP, 8), 4096 / params.words_per_page);
+  le::put_u64(ram.subspan(GUEST_PARAMS + PARAM_KIND, 8), static_cast<uint64_t>(params.kind));
+  le::put_u64(ram.subspan(GUEST_PARAMS + PARAM_TOUCH_PAGES, 8),
+              invocation_touch_pages(pages, params.touch_permille));
+  le::put_u64(ram.subspan(GUEST_PARAMS + PARAM_TOUCH_MASK, 8), invocation_touch_mask(pages));
   return Status::ok();
 }
 
@@ -68,6 +82,7 @@ WorkloadInfo read_workload_info(std::span<const std::byte> ram) {
   info.stride = le::get_u64(ram.subspan(GUEST_PARAMS + PARAM_STRIDE, 8));
   info.progress_pages = le::get_u64(ram.subspan(GUEST_PARAMS + PARAM_PROGRESS_MASK, 8)) + 1;
   info.words_per_page = le::get_u64(ram.subspan(GUEST_PARAMS + PARAM_WORDS_PER_PAGE, 8));
+  info.kind = static_cast<WorkloadKind>(le::get_u64(ram.subspan(GUEST_PARAMS + PARAM_KIND, 8)));
   return info;
 }
 
@@ -83,7 +98,9 @@ Progress decode_progress(uint32_t value, const WorkloadInfo& info) {
   Progress p;
   p.pass = value >> 28;
   p.pages = value & ((1u << 28) - 1);
-  if (info.progress_pages != 0 && p.pass >= 1) {
+  if (info.kind == WorkloadKind::kInvocation && p.pass == INVOCATION_READY_PASS) {
+    p.index = info.reports_per_pass() + 1;
+  } else if (info.progress_pages != 0 && p.pass >= 1) {
     p.index = (p.pass - 1) * info.reports_per_pass() + p.pages / info.progress_pages;
   }
   return p;

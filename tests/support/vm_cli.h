@@ -42,18 +42,23 @@ constexpr uint64_t kMidWay = 10;
     }                                                                               \
   } while (0)
 
+constexpr uint64_t kModelMul = 0x9FB21C651E98DF25ull;
+
+// The words guest/workload.S's pass 1 writes into workload page `page`.
+inline std::vector<uint64_t> model_page_words(uint64_t page, uint64_t seed, uint64_t words) {
+  std::vector<uint64_t> out;
+  uint64_t state = page * 0xD6E8FEB86659FD93ull ^ seed;
+  for (uint64_t i = 0; i < words; ++i) {
+    state += 0x9E3779B97F4A7C15ull;
+    out.push_back((state ^ (state >> 31)) * kModelMul);
+  }
+  return out;
+}
+
 // What guest/workload.S computes, computed here instead.
 inline uint64_t model_checksum(uint64_t pages, uint64_t seed, uint64_t words) {
-  constexpr uint64_t kMul = 0x9FB21C651E98DF25ull;
-  auto page_words = [&](uint64_t page) {
-    std::vector<uint64_t> out;
-    uint64_t state = page * 0xD6E8FEB86659FD93ull ^ seed;
-    for (uint64_t i = 0; i < words; ++i) {
-      state += 0x9E3779B97F4A7C15ull;
-      out.push_back((state ^ (state >> 31)) * kMul);
-    }
-    return out;
-  };
+  constexpr uint64_t kMul = kModelMul;
+  auto page_words = [&](uint64_t page) { return model_page_words(page, seed, words); };
   uint64_t sum = 0;
   std::vector<uint64_t> stamps(pages);
   const uint64_t stride = walk_stride(pages);

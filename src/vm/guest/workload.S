@@ -12,6 +12,9 @@
 // restore. Few words per page keep the guest quick where KVM emulates guest
 // instructions (software nested virtualisation); 512 fills whole pages.
 //
+// With PARAM_KIND == WORKLOAD_INVOCATION, pass 1 is followed by the
+// invocation of guest/invocation.S instead of passes 2 and 3.
+//
 // Progress goes out on PORT_PROGRESS; the results go to the parameter page
 // and PORT_RESULT says they are there. All state lives in registers and guest
 // memory, so a snapshot taken at any exit resumes to the same results.
@@ -84,6 +87,8 @@ fill_word:
 	PROGRESS 1
 	jmp	fill_page
 fill_done:
+	cmpq	$WORKLOAD_INVOCATION, PARAM_KIND(%rbp)
+	je	invocation
 
 // Pass 2: walk in a permutation, verify, checksum, stamp.
 	xor	%r10d, %r10d
@@ -131,10 +136,13 @@ stamp_page:
 	PROGRESS 3
 	jmp	stamp_page
 stamp_done:
+	mov	%r12, %rcx
 
+// The results: rbx checksum, r11 mismatches, rcx pages.
+results:
 	mov	%rbx, RESULT_CHECKSUM(%rbp)
 	mov	%r11, RESULT_MISMATCHES(%rbp)
-	mov	%r12, RESULT_PAGES(%rbp)
+	mov	%rcx, RESULT_PAGES(%rbp)
 	mov	$PORT_RESULT, %dx
 	mov	$1, %eax
 	out	%eax, %dx
@@ -147,3 +155,5 @@ report:
 	mov	$PORT_PROGRESS, %dx
 	out	%eax, %dx
 	ret
+
+#include "invocation.S"
