@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "core/working_set_session.h"
 #include "faultline/fault_server.h"
 #include "faultline/page_source.h"
 #include "faultline/unique_fd.h"
@@ -33,6 +34,7 @@ struct SessionConfig {
   int threads = 1;
   std::chrono::milliseconds source_deadline{5000};
   PrefetchOptions prefetch;
+  WorkingSetFiles working_sets;  // see UffdHandlerOptions::working_sets
 };
 
 class Session {
@@ -67,6 +69,7 @@ class Session {
   PagerHandle pager_;
   std::unique_ptr<FaultServer> server_;
   std::unique_ptr<SessionPush> push_;  // after server_: stops before it
+  PreparedWorkingSets working_sets_;
   std::chrono::steady_clock::time_point started_;
 };
 
