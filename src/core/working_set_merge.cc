@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <unordered_map>
 
 #include "core/working_set_format.h"
@@ -58,7 +59,8 @@ Result<WorkingSet> WorkingSet::merge(std::span<const WorkingSet> sets) {
   }
   for (MergedPage& p : pages) {
     p.touch.recordings_seen = static_cast<uint32_t>(std::min<uint64_t>(p.seen, recordings));
-    p.touch.since_resume_us = static_cast<uint64_t>(p.time_sum / static_cast<double>(p.seen));
+    p.touch.since_resume_us =
+        static_cast<uint64_t>(std::llround(p.time_sum / static_cast<double>(p.seen)));
   }
   std::stable_sort(pages.begin(), pages.end(), [](const MergedPage& a, const MergedPage& b) {
     if (a.touch.recordings_seen != b.touch.recordings_seen) {
