@@ -16,6 +16,7 @@
 #include "support/cli_process.h"
 #include "support/firecracker_client.h"
 #include "support/handler_process.h"
+#include "support/serve_pages_process.h"
 #include "support/temp_dir.h"
 
 namespace faultline {
@@ -99,9 +100,12 @@ class WorkingSetCliTest : public ::testing::Test {
     return stats["sessions"].size() == 1 ? stats["sessions"][0] : nlohmann::json();
   }
 
-  // A session of a handler with `args` records `pages` of the two regions into ws_.
-  void Record(const std::vector<Page>& pages) {
-    auto handler = StartHandler({"--mem-file", mem_file_, "--record-working-set", ws_});
+  // A session of a handler taking pages from `source` (--mem-file FILE or
+  // --page-server ADDRESS) records `pages` of the two regions into ws_.
+  void Record(const std::vector<Page>& pages, std::vector<std::string> source = {}) {
+    if (source.empty()) source = {"--mem-file", mem_file_};
+    source.insert(source.end(), {"--record-working-set", ws_});
+    auto handler = StartHandler(source);
     FirecrackerClient vm(TwoRegions());
     ASSERT_TRUE(vm.connect_and_send(socket_).is_ok());
     for (Page p : pages) ASSERT_TRUE(PageRight(vm, p, image_));
@@ -155,6 +159,29 @@ TEST_F(WorkingSetCliTest, ASessionRecordsItsFirstTouchesAndTheNextSessionReplays
   EXPECT_TRUE(handler->wait_for_log("replaying working set " + ws_));
   // Only the working set arrived untouched; the rest comes on demand, right.
   EXPECT_EQ(ResidentPages(vm), pages.size());
+  EXPECT_EQ(WrongPages(vm, image_), 0u);
+}
+
+TEST_F(WorkingSetCliTest, ARecordingThroughAPageServerSeesEveryTouchAndReplaysFromTheFileItServes) {
+  testing::ServePagesProcess server(
+      FAULTLINE_CLI,
+      {"--listen", "unix:" + dir_.file("pages.sock"), "--mem-file", mem_file_, "--ram-start", "0"},
+      dir_.file("server.log"));
+  ASSERT_FALSE(server.address().empty());
+  std::vector<Page> pages;
+  {
+    FirecrackerClient layout(TwoRegions());
+    pages = Scattered(layout);
+  }
+  // Exactly the touched pages: no push while recording.
+  ASSERT_NO_FATAL_FAILURE(Record(pages, {"--page-server", server.address()}));
+  auto handler =
+      StartHandler({"--mem-file", mem_file_, "--working-set", ws_, "--prefetch", "working-set"});
+  FirecrackerClient vm(TwoRegions());
+  ASSERT_TRUE(vm.connect_and_send(socket_).is_ok());
+  ASSERT_TRUE(handler->wait_for_log("replaying working set " + ws_ +
+                                    fmt::format(": {} pages", pages.size())))
+      << handler->log_text();
   EXPECT_EQ(WrongPages(vm, image_), 0u);
 }
 
