@@ -24,17 +24,21 @@ WorkingSetRecording::WorkingSetRecording(std::string path, std::chrono::millisec
 }
 
 WorkingSetRecording::~WorkingSetRecording() {
-  finish();
+  stop_timer();
 }
 
 void WorkingSetRecording::finish() {
+  stop_timer();
+  write_once();
+}
+
+void WorkingSetRecording::stop_timer() {
   {
     std::lock_guard lock(mu_);
     finishing_ = true;
   }
   finished_cv_.notify_all();
   if (timer_.joinable()) timer_.join();
-  write_once();
 }
 
 void WorkingSetRecording::write_once() {

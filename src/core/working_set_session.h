@@ -24,12 +24,15 @@ namespace faultline {
 
 // Writes a recorder's working set to a file once: at finish(), or when
 // `record_for` (if not zero) has passed since construction, whichever is
-// first. Logs how many pages it wrote, or why it could not.
+// first. Logs how many pages it wrote, or why it could not. Destroyed
+// without finish() (a restore that failed to start), it writes nothing
+// unless its time had already come, so a good file is not replaced by an
+// empty one.
 class WorkingSetRecording {
  public:
   WorkingSetRecording(std::string path, std::chrono::milliseconds record_for,
                       std::shared_ptr<WorkingSetRecorder> recorder, std::string who);
-  ~WorkingSetRecording();  // finish()
+  ~WorkingSetRecording();
   WorkingSetRecording(const WorkingSetRecording&) = delete;
   WorkingSetRecording& operator=(const WorkingSetRecording&) = delete;
 
@@ -40,6 +43,7 @@ class WorkingSetRecording {
   size_t pages() const { return recorder_->touches(); }
 
  private:
+  void stop_timer();
   void write_once();
 
   std::string path_;

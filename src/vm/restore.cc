@@ -94,7 +94,6 @@ Status resume_machine(RestoredVm& vm) {
 
 RestoredVm::~RestoredVm() {
   machine.reset();
-  if (working_sets.recording) working_sets.recording->finish();
   push.reset();
   if (server) {
     server->request_shutdown();

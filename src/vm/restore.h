@@ -30,9 +30,9 @@ struct RestoreOptions {
   // (see prefetch.h); by default everything, in the background.
   PrefetchOptions prefetch;
   // Lazy restore: the working set to replay (refused ones are logged and
-  // skipped) and the file to record into, written when the recording
-  // finishes (RestoredVm::working_sets.recording->finish(), at the latest on
-  // destruction) or after record_for.
+  // skipped) and the file to record into, written when the caller says the
+  // run has ended (RestoredVm::working_sets.recording->finish()) or after
+  // record_for, whichever is first; a restore that fails writes nothing.
   WorkingSetFiles working_sets;
 };
 
@@ -56,7 +56,7 @@ struct RestoredVm {
   NetworkPageSource* network = nullptr;           // a network source: the pager's
   std::unique_ptr<NetworkPageSource::Push> push;  // pushed pages into server
   std::unique_ptr<Machine> machine;
-  PreparedWorkingSets working_sets;  // lazy only; the recording finishes after the machine
+  PreparedWorkingSets working_sets;  // lazy only
   Clock::time_point started;         // restore start
   Clock::time_point memory_ready;    // lazy: prewarmed; eager: every page copied
 
