@@ -93,11 +93,12 @@ std::string Session::serve_until_done(int connection, int stop_fd) {
   push_.reset();
   server_->request_shutdown();
   Status stopped = server_->wait();
+  // However it ended, what the guest touched first is worth keeping.
+  if (working_sets_.recording) working_sets_.recording->finish();
   if (!stopped.is_ok() && stopped.code() != ErrorCode::kUnavailable) {
     log().error("{}: stopped: {}", label_, stopped.to_string());
     return "serving failed: " + stopped.message();
   }
-  if (working_sets_.recording) working_sets_.recording->finish();
   if (server_ended_first) return "the VM exited (its userfaultfd hung up)";
   return how;
 }
