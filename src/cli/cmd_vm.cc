@@ -222,6 +222,14 @@ void restore_vm(const RestoreArgs& a) {
       fmt::print("  faults              {}  ({:.1f} MiB served, {} zero pages)\n", ps.faults, mib,
                  fs.zero_installs);
     }
+    if (const auto& ws = r.working_sets; ws.replay) {
+      fmt::print("  working set         {} of its {} pages replayed ahead of the guest\n",
+                 fs.replayed_pages, ws.replay->touches().size());
+    }
+    if (const auto& ws = r.working_sets; ws.recording) {
+      fmt::print("  recorded            {} pages into {}\n", ws.recording->pages(),
+                 ws.recording->path());
+    }
     fmt::print("  total               {:.1f} ms to the guest's result\n",
                ms_since(r.started, done));
   }
