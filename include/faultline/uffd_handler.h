@@ -42,6 +42,11 @@ struct UffdHandlerOptions {
   // What each VM's fault server installs besides the faulting page (see
   // prefetch.h): by default adaptive fault-around and background fill.
   PrefetchOptions prefetch;
+  // Working sets per session: each session replays `replay` if it fits the
+  // image and the session's regions (else logs why not and goes on without
+  // it), and records into `record`, written when the session ends (or after
+  // `record_for`), replacing the file whole each time.
+  WorkingSetFiles working_sets;
 };
 
 class UffdHandler {

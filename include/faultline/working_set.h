@@ -30,9 +30,12 @@ struct ImageIdentity {
   bool operator==(const ImageIdentity&) const = default;
 };
 
-// Reads a few pages spread over [start, start + size) of `source` and hashes
-// them with the size. Equal images give equal identities; another image of
-// the same size differs unless every sampled page is the same.
+// Reads 16 pages spread evenly over [start, start + size) of `source` (the
+// first and last included; every page of a smaller image) and hashes them
+// with the size (XXH3). Equal images give equal identities; another image of
+// the same size differs unless every sampled page is the same, and one that
+// differs only elsewhere is taken for the same: harmless, since replay only
+// changes when the image's own bytes arrive.
 Result<ImageIdentity> identify_image(PageSource& source, Gpa start, uint64_t size);
 
 // The first touch of one page after the restore resumed the guest.
@@ -49,15 +52,20 @@ class WorkingSet {
   WorkingSet() = default;
   WorkingSet(ImageIdentity image, std::vector<WorkingSetTouch> touches, uint32_t recordings = 1);
 
-  // Reads a working-set file without judging whether it fits an image;
-  // refuses a damaged file (bad magic, version, checksum, truncated) with a
-  // message naming the file and what is wrong.
+  // Reads a working-set file (docs/working-set-format.md) without judging
+  // whether it fits an image. A damaged file (bad magic, another version,
+  // bad checksum, truncated, trailing bytes, counts its bytes cannot hold,
+  // overlapping or unaligned pages) is kInvalidArgument with a message
+  // naming the file and what is wrong; one that cannot be read is kIo.
   static Result<WorkingSet> load(const std::string& path);
-  // load(), then refuses a file recorded on another image or naming pages
-  // outside `regions`.
+  // load(), then refuses (kInvalidArgument) a file recorded on another image,
+  // saying which of size and fingerprint differ, or one naming a page outside
+  // `regions`, naming the first such page.
   static Result<WorkingSet> load_for(const std::string& path, const ImageIdentity& image,
                                      std::span<const GuestRange> regions);
-  // Writes atomically: a temporary file beside `path`, fsync, rename.
+  // Writes atomically: a temporary file beside `path`, fsync, rename, fsync
+  // of the directory. A reader sees the old file or the whole new one; of
+  // two writers at once, the last rename wins. Errors name the file.
   Status save(const std::string& path) const;
 
   // Several recordings of one image into one: pages seen in most recordings
@@ -76,6 +84,19 @@ class WorkingSet {
   ImageIdentity image_;
   std::vector<WorkingSetTouch> touches_;
   uint32_t recordings_ = 1;
+};
+
+// The working-set files of a front end (`faultline handle`, `vm restore`).
+struct WorkingSetFiles {
+  // Replayed at every restore it fits; one that does not (another image, a
+  // damaged file, a missing one) is logged at warn and the restore goes on
+  // without it.
+  std::string replay;
+  // Every restore records into it: written when the restore ends or
+  // `record_for` after it began, whichever comes first (0: at the end).
+  // Several restores at once each replace the whole file; the last wins.
+  std::string record;
+  std::chrono::milliseconds record_for{0};
 };
 
 // Collects first touches while a restore runs. The fault backend calls

@@ -85,7 +85,7 @@ void add_handle_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
   auto prefetch = std::make_shared<PrefetchArgs>();
-  prefetch->add_to(handle);
+  prefetch->add_to(handle, "the session ends");
   // The default since the prefetch scheduler; kept so older scripts still run.
   auto legacy_fill = std::make_shared<bool>(false);
   handle->add_flag("--background-fill", *legacy_fill, "the default now; kept for scripts")
@@ -107,6 +107,9 @@ void add_handle_command(CLI::App& app) {
     auto prefetch_options = prefetch->options();
     if (!prefetch_options.is_ok()) fail("handle", prefetch_options.status().message());
     options->prefetch = *prefetch_options;
+    auto working_sets = prefetch->working_set_files();
+    if (!working_sets.is_ok()) fail("handle", working_sets.status().message());
+    options->working_sets = *working_sets;
     options->handshake_timeout =
         std::chrono::milliseconds(std::max<int64_t>(1, std::llround(*handshake_timeout_s * 1000)));
     if (mem->count() == 0 && server->count() == 0) {

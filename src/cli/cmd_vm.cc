@@ -169,6 +169,12 @@ void restore_vm(const RestoreArgs& a) {
   if (!prefetch.is_ok()) fail("restore", prefetch.status().message());
   options.prefetch = *prefetch;
   if (a.no_background_fill) options.prefetch.fill = false;
+  auto working_sets = a.prefetch.working_set_files();
+  if (!working_sets.is_ok()) fail("restore", working_sets.status().message());
+  options.working_sets = *working_sets;
+  if (a.eager && !(options.working_sets.replay.empty() && options.working_sets.record.empty())) {
+    fail("restore", "--working-set and --record-working-set need a lazy restore, not --eager");
+  }
   options.network.compression = a.compression;
   options.network.allow_plain_tcp = a.tls.plain_tcp;
   options.network.tls = a.tls.options;
@@ -177,8 +183,9 @@ void restore_vm(const RestoreArgs& a) {
   vm::RestoredVm& r = **restored;
   vm::Machine& m = *r.machine;
   auto end = m.run(progress_hooks(m, a.quiet || a.json, 0));
-  if (!end.is_ok()) fail("restore", end.status().to_string());
   const auto done = Clock::now();
+  if (r.working_sets.recording) r.working_sets.recording->finish();
+  if (!end.is_ok()) fail("restore", end.status().to_string());
   const char* mode = options.lazy ? "lazy" : "eager";
 
   PagerStats ps;
@@ -201,6 +208,7 @@ void restore_vm(const RestoreArgs& a) {
     j["background_pages"] = fs.filled_pages + fs.pushed_pages;
     j["fully_resident_ms"] = static_cast<double>(fs.fully_resident_ns) / 1e6;
     j["prewarmed"] = ps.prewarmed;
+    j["working_set"] = working_set_json(r.working_sets, fs);
     j["zero_pages"] = fs.zero_installs;
     j["mib_served"] = mib;
     j["fault_p50_us"] = static_cast<double>(ps.fault_latency.p50_ns) / 1e3;
@@ -217,6 +225,14 @@ void restore_vm(const RestoreArgs& a) {
     if (options.lazy) {
       fmt::print("  faults              {}  ({:.1f} MiB served, {} zero pages)\n", ps.faults, mib,
                  fs.zero_installs);
+    }
+    if (const auto& ws = r.working_sets; ws.replay) {
+      fmt::print("  working set         {} of its {} pages replayed ahead of the guest\n",
+                 fs.replayed_pages, ws.replay->touches().size());
+    }
+    if (const auto& ws = r.working_sets; ws.recording) {
+      fmt::print("  recorded            {} pages into {}\n", ws.recording->pages(),
+                 ws.recording->path());
     }
     fmt::print("  total               {:.1f} ms to the guest's result\n",
                ms_since(r.started, done));
@@ -281,7 +297,7 @@ void add_vm_command(CLI::App& app) {
   restore_cmd->add_flag("--eager", restore->eager, "copy every page before resuming");
   restore_cmd->add_option("--fault-threads", restore->fault_threads, "fault-server threads")
       ->capture_default_str();
-  restore->prefetch.add_to(restore_cmd);
+  restore->prefetch.add_to(restore_cmd, "the guest's run ends");
   restore_cmd
       ->add_flag("--no-background-fill", restore->no_background_fill,
                  "the same as --no-fill; kept for scripts")

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   faultline::cli::add_demo_command(app);
   faultline::cli::add_handle_command(app);
   faultline::cli::add_vm_command(app);
+  faultline::cli::add_working_set_command(app);
 
   try {
     try {

@@ -2,11 +2,14 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+#include <filesystem>
+
 #include "cli/size_option.h"
 
 namespace faultline::cli {
 
-void PrefetchArgs::add_to(CLI::App* cmd) {
+void PrefetchArgs::add_to(CLI::App* cmd, const std::string& restore_ends) {
   cmd->add_option("--prefetch", policy,
                   "what arrives besides the touched pages: full (everything, in the background; "
                   "the whole image becomes resident), working-set (the --working-set's pages, "
@@ -19,6 +22,47 @@ void PrefetchArgs::add_to(CLI::App* cmd) {
   add_size_option(cmd, "--fixed-window", fixed_window,
                   "every fault installs this much, no cost model (for comparisons)");
   cmd->add_flag("--no-fill", no_fill, "full: no background fill, only fault-around");
+  cmd->add_option("--working-set", working_set,
+                  "replay this recorded working set first, ahead of the guest (full, "
+                  "working-set); one of another image or damaged is refused with a warning and "
+                  "the restore goes on without it")
+      ->type_name("FILE");
+  cmd->add_option("--record-working-set", record_working_set,
+                  "record the order of first touches into this file, written when " + restore_ends +
+                      " (replaced atomically; with several at once the last wins); while "
+                      "recording, only touched pages are served, one per fault, whatever "
+                      "--prefetch says")
+      ->type_name("FILE");
+  cmd->add_option("--record-for", record_for_s,
+                  "--record-working-set: write the file after this many seconds if " +
+                      restore_ends + " later")
+      ->type_name("SECONDS")
+      ->check(CLI::Range(0.001, 86400.0));
+}
+
+Result<WorkingSetFiles> PrefetchArgs::working_set_files() const {
+  WorkingSetFiles files;
+  if (!working_set.empty() && policy == "demand") {
+    return invalid_argument(
+        "--working-set with --prefetch demand: demand installs only touched pages, so "
+        "nothing would be replayed; use --prefetch working-set or full");
+  }
+  if (record_for_s > 0 && record_working_set.empty()) {
+    return invalid_argument("--record-for needs --record-working-set FILE");
+  }
+  if (!record_working_set.empty()) {
+    std::filesystem::path dir = std::filesystem::path(record_working_set).parent_path();
+    if (dir.empty()) dir = ".";
+    std::error_code ec;
+    if (!std::filesystem::is_directory(dir, ec)) {
+      return invalid_argument(fmt::format("--record-working-set {}: no directory {}",
+                                          record_working_set, dir.string()));
+    }
+  }
+  files.replay = working_set;
+  files.record = record_working_set;
+  files.record_for = std::chrono::milliseconds(std::llround(record_for_s * 1000));
+  return files;
 }
 
 Result<PrefetchOptions> PrefetchArgs::options() const {

@@ -37,6 +37,11 @@ Result<std::unique_ptr<Session>> Session::start(uint64_t id, int peer_pid,
   options.name = session_label(id, name, peer_pid);
   options.max_page_size = config.limits.max_page_size;
   options.prefetch = config.prefetch;
+  std::vector<GuestRange> ranges;
+  for (const RegionMapping& r : *regions) ranges.push_back({r.offset, r.size});
+  PreparedWorkingSets working_sets =
+      prepare_working_sets(config.working_sets, opened, 0, config.limits.mem_file_size.value_or(0),
+                           ranges, options.prefetch, options.name);
   auto server = FaultServer::adopt(pager, std::move(handshake.uffd), options);
   if (!server.is_ok()) return server.status();
   for (const RegionMapping& r : *regions) {
@@ -50,6 +55,7 @@ Result<std::unique_ptr<Session>> Session::start(uint64_t id, int peer_pid,
                                                std::move(regions).value(), std::move(pager),
                                                std::move(server).value()));
   session->policy_ = config.prefetch.policy;
+  session->working_sets_ = std::move(working_sets);
   if (config.start_push) {
     auto push = config.start_push(opened, *session->server_, session->regions_);
     if (!push.is_ok()) return push.status();
@@ -88,6 +94,8 @@ std::string Session::serve_until_done(int connection, int stop_fd) {
   push_.reset();
   server_->request_shutdown();
   Status stopped = server_->wait();
+  // However it ended, what the guest touched first is worth keeping.
+  if (working_sets_.recording) working_sets_.recording->finish();
   if (!stopped.is_ok() && stopped.code() != ErrorCode::kUnavailable) {
     log().error("{}: stopped: {}", label_, stopped.to_string());
     return "serving failed: " + stopped.message();
@@ -137,6 +145,7 @@ nlohmann::ordered_json Session::stats() const {
       {"fault_around_pages", p.fault_around_pages},
       {"background_pages", s.filled_pages + s.pushed_pages},
       {"pushed_pages", s.pushed_pages},
+      {"working_set", working_set_json(working_sets_, s)},
       {"fully_resident_ms", static_cast<double>(s.fully_resident_ns) / 1e6},
       {"prefetch", prefetch_stats(s)},
       {"latency_us",

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "core/working_set_session.h"
 #include "faultline/fault_server.h"
 #include "faultline/page_source.h"
 #include "faultline/unique_fd.h"
@@ -33,6 +34,7 @@ struct SessionConfig {
   int threads = 1;
   std::chrono::milliseconds source_deadline{5000};
   PrefetchOptions prefetch;
+  WorkingSetFiles working_sets;  // see UffdHandlerOptions::working_sets
 };
 
 class Session {
@@ -69,6 +71,7 @@ class Session {
   std::unique_ptr<FaultServer> server_;
   PrefetchPolicy policy_ = PrefetchPolicy::kFull;
   std::unique_ptr<SessionPush> push_;  // after server_: stops before it
+  PreparedWorkingSets working_sets_;
   std::chrono::steady_clock::time_point started_;
 };
 

@@ -54,7 +54,9 @@ Status configure_network(const UffdHandlerOptions& options, SessionConfig& confi
   }
   config.limits.mem_file_size = image.size;
   config.limits.mem_file_name = fmt::format("the image of page server {}", options.page_server);
-  network.push = options.prefetch.policy == PrefetchPolicy::kFull && options.prefetch.fill;
+  // Recording sees every first touch only if nothing arrives untouched.
+  network.push = options.prefetch.policy == PrefetchPolicy::kFull && options.prefetch.fill &&
+                 options.working_sets.record.empty();
   config.open_source = [address = options.page_server, network, image] {
     return open_network(address, network, image);
   };

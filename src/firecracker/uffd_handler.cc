@@ -41,6 +41,7 @@ class UffdHandler::Impl {
     config_.threads = options_.threads_per_session;
     config_.source_deadline = options_.source_deadline;
     config_.prefetch = options_.prefetch;
+    config_.working_sets = options_.working_sets;
     if (Status s = firecracker::configure_session_source(options_, config_); !s.is_ok()) return s;
     // A listener that fails leaves the path as it was; one made here already
     // takes its socket file with it when this returns early.

@@ -7,8 +7,10 @@
 namespace faultline::vm {
 namespace {
 
-bool fills(const PrefetchOptions& p) {
-  return p.policy == PrefetchPolicy::kFull && p.fill && !p.record;
+// Recording sees every first touch only if nothing arrives untouched.
+bool fills(const RestoreOptions& o) {
+  const PrefetchOptions& p = o.prefetch;
+  return p.policy == PrefetchPolicy::kFull && p.fill && !p.record && o.working_sets.record.empty();
 }
 
 // The page source, and the network source it is when it is one (the pager
@@ -24,7 +26,7 @@ Result<OpenedSource> open_source(const RestoreOptions& o) {
   }
   if (!o.page_server.empty()) {
     NetworkSourceOptions network = o.network;
-    network.push = o.lazy && fills(o.prefetch);  // the server's push is the background fill
+    network.push = o.lazy && fills(o);  // the server's push is the background fill
     auto source = NetworkPageSource::connect(o.page_server, network);
     if (!source.is_ok()) return source.status();
     NetworkPageSource* typed = source->get();
@@ -37,7 +39,10 @@ Result<OpenedSource> open_source(const RestoreOptions& o) {
 }
 
 Status serve_lazily(RestoredVm& vm, std::unique_ptr<PageSource> source, int threads,
-                    const PrefetchOptions& prefetch) {
+                    PrefetchOptions prefetch, const WorkingSetFiles& working_sets = {}) {
+  const GuestRange ram{0, vm.ram->size()};
+  vm.working_sets =
+      prepare_working_sets(working_sets, *source, ram.base, ram.size, {&ram, 1}, prefetch, "vm");
   PagerConfig config;
   for (const GuestRange& r : vm.state.prewarm) config.prewarm.add(r);
   vm.pager = Pager::create(std::move(source), config);
@@ -98,6 +103,9 @@ RestoredVm::~RestoredVm() {
 }
 
 Result<std::unique_ptr<RestoredVm>> restore_vm(const RestoreOptions& o) {
+  if (!o.lazy && !(o.working_sets.replay.empty() && o.working_sets.record.empty())) {
+    return invalid_argument("working sets need a lazy restore: an eager one copies every page");
+  }
   auto vm = std::make_unique<RestoredVm>();
   vm->started = Clock::now();
   auto state = read_vm_state(o.state_file);
@@ -117,10 +125,11 @@ Result<std::unique_ptr<RestoredVm>> restore_vm(const RestoreOptions& o) {
   vm->source = opened->source->describe();
   // Eagerly, the source is gone once every page is copied: no pointer to it.
   if (o.lazy) vm->network = opened->network;
-  const bool pushed = vm->network != nullptr && fills(o.prefetch);
+  const bool pushed = vm->network != nullptr && fills(o);
   PrefetchOptions prefetch = o.prefetch;
   if (pushed) prefetch.fill = false;  // the server's push fills
-  Status s = o.lazy ? serve_lazily(*vm, std::move(opened->source), o.fault_threads, prefetch)
+  Status s = o.lazy ? serve_lazily(*vm, std::move(opened->source), o.fault_threads, prefetch,
+                                   o.working_sets)
                     : copy_everything(*vm, *opened->source);
   if (!s.is_ok()) return s;
   if (pushed) {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "core/working_set_session.h"
 #include "faultline/fault_server.h"
 #include "faultline/network_page_source.h"
 #include "faultline/pager.h"
@@ -28,6 +29,11 @@ struct RestoreOptions {
   // Lazy restore: what the fault server installs besides the faulting page
   // (see prefetch.h); by default everything, in the background.
   PrefetchOptions prefetch;
+  // Lazy restore: the working set to replay (refused ones are logged and
+  // skipped) and the file to record into, written when the caller says the
+  // run has ended (RestoredVm::working_sets.recording->finish()) or after
+  // record_for, whichever is first; a restore that fails writes nothing.
+  WorkingSetFiles working_sets;
 };
 
 // The destination of a migration: the state and every page come from a
@@ -50,8 +56,9 @@ struct RestoredVm {
   NetworkPageSource* network = nullptr;           // a network source: the pager's
   std::unique_ptr<NetworkPageSource::Push> push;  // pushed pages into server
   std::unique_ptr<Machine> machine;
-  Clock::time_point started;       // restore start
-  Clock::time_point memory_ready;  // lazy: prewarmed; eager: every page copied
+  PreparedWorkingSets working_sets;  // lazy only
+  Clock::time_point started;         // restore start
+  Clock::time_point memory_ready;    // lazy: prewarmed; eager: every page copied
 
   ~RestoredVm();
   RestoredVm() = default;

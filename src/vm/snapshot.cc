@@ -4,8 +4,8 @@
 
 #include <cerrno>
 
+#include "core/durable_file.h"
 #include "core/zero_scan.h"
-#include "vm/durable_file.h"
 
 namespace faultline::vm {
 

@@ -8,10 +8,10 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/durable_file.h"
 #include "core/little_endian.h"
 #include "faultline/unique_fd.h"
 #include "vm/crc32.h"
-#include "vm/durable_file.h"
 
 namespace faultline::vm {
 namespace {

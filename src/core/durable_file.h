@@ -7,7 +7,7 @@
 
 #include "faultline/status.h"
 
-namespace faultline::vm {
+namespace faultline {
 
 // `fill` writes the contents to the temporary file's descriptor.
 Status write_file_durably(const std::string& path, const std::function<Status(int fd)>& fill);
@@ -15,4 +15,4 @@ Status write_file_durably(const std::string& path, const std::function<Status(in
 // Writes all of `len` bytes at `offset`.
 Status pwrite_all(int fd, const void* data, size_t len, uint64_t offset, const std::string& what);
 
-}  // namespace faultline::vm
+}  // namespace faultline

@@ -1,15 +1,16 @@
-#include "vm/durable_file.h"
+#include "core/durable_file.h"
 
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <filesystem>
 
 #include "faultline/unique_fd.h"
 
-namespace faultline::vm {
+namespace faultline {
 
 Status pwrite_all(int fd, const void* data, size_t len, uint64_t offset, const std::string& what) {
   const auto* p = static_cast<const char*>(data);
@@ -25,8 +26,11 @@ Status pwrite_all(int fd, const void* data, size_t len, uint64_t offset, const s
 }
 
 Status write_file_durably(const std::string& path, const std::function<Status(int fd)>& fill) {
-  const std::string temp = fmt::format("{}.tmp.{}", path, ::getpid());
-  UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  // Unique per process and call: several threads may write the same path at
+  // once (sessions recording one working set); the last rename wins whole.
+  static std::atomic<uint64_t> writes{0};
+  const std::string temp = fmt::format("{}.tmp.{}.{}", path, ::getpid(), writes.fetch_add(1));
+  UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!fd) return io_error(fmt::format("create {}", temp), errno);
   Status s = fill(fd.get());
   if (s.is_ok() && ::fsync(fd.get()) != 0) s = io_error(fmt::format("fsync {}", temp), errno);
@@ -46,4 +50,4 @@ Status write_file_durably(const std::string& path, const std::function<Status(in
   return Status::ok();
 }
 
-}  // namespace faultline::vm
+}  // namespace faultline
