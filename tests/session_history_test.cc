@@ -56,7 +56,10 @@ TEST_F(SessionHistoryTest, NamedSessionsShowTheirNamesAndStayInTheHistoryWhenThe
     FirecrackerClient vm({.regions = {{kRegion, 0}}});
     ASSERT_TRUE(vm.connect_and_send(socket_).is_ok());
     ASSERT_EQ(std::memcmp(vm.region(0), image_.data(), kPage), 0);
-    const nlohmann::json live = handler->stats();
+    // The session is listed once its thread has registered it, which may be
+    // a moment after its server answered the first fault.
+    const nlohmann::json live =
+        StatsWhen(*handler, [](const nlohmann::json& s) { return s["sessions"].size() == 1; });
     ASSERT_EQ(live["sessions"].size(), 1u) << live.dump(2);
     EXPECT_EQ(live["sessions"][0]["name"], "web-1");
   }  // the VM exits

@@ -255,12 +255,16 @@ void receive(const ReceiveArgs& a) {
   options.network.reconnect_for =
       std::chrono::milliseconds(static_cast<int64_t>(a.reconnect_s * 1000));
   // The source listens once its guest is paused: keep knocking until then.
+  // A connection reset while it starts (it checks its address by binding it
+  // once before the guest boots, and a connection caught in that moment is
+  // reset) is the same "not yet".
   const auto give_up = Clock::now() + std::chrono::duration<double>(a.wait_s);
   auto received = vm::receive_vm(options);
   while (!received.is_ok() && Clock::now() < give_up &&
          (received.status().code() == ErrorCode::kUnavailable ||
           received.status().code() == ErrorCode::kIo) &&
          (received.status().message().find("refused") != std::string::npos ||
+          received.status().message().find("reset by peer") != std::string::npos ||
           received.status().message().find("No such file") != std::string::npos)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
     received = vm::receive_vm(options);

@@ -1,4 +1,5 @@
 // The handler daemon: one listener for VMs, one for stats, a thread per session.
+#include "os_linux/wake_round_trip.h"
 #include "faultline/uffd_handler.h"
 
 #include <fcntl.h>
@@ -22,6 +23,7 @@
 #include "net/connection_server.h"
 #include "net/socket_address.h"
 #include "net/socket_io.h"
+#include "os_linux/wake_round_trip.h"
 
 namespace faultline {
 
@@ -38,6 +40,8 @@ class UffdHandler::Impl {
                                           options_.threads_per_session));
     }
     if (options_.stats_socket.empty()) options_.stats_socket = options_.socket_path + ".stats";
+    // Measured once per process: now, so that no VM's restore waits for it.
+    (void)wake_round_trip_ns();
     config_.threads = options_.threads_per_session;
     config_.source_deadline = options_.source_deadline;
     config_.prefetch = options_.prefetch;

@@ -104,6 +104,12 @@ Status FaultServer::Impl::start() {
   std::lock_guard lock(threads_mu_);
   if (!threads_.empty()) return invalid_argument("fault server already started");
   if (stopping_.load()) return Status(ErrorCode::kShutdown, "fault server was shut down");
+  // Before any fault is served: the round trip (measured once per process)
+  // sizes the first windows, and the recording's clock starts at resume.
+  if (const uint64_t round_trip = wake_round_trip_ns(); round_trip != 0) {
+    cost_.set_round_trip_ns(static_cast<double>(round_trip));
+  }
+  if (options_.prefetch.record) options_.prefetch.record->start_clock();
   started_at_ = std::chrono::steady_clock::now();
   running_threads_.store(options_.threads);
   for (int i = 0; i < options_.threads; ++i) {
@@ -111,10 +117,6 @@ Status FaultServer::Impl::start() {
       serve_loop();
       running_threads_.fetch_sub(1);
     });
-  }
-  if (options_.prefetch.record) options_.prefetch.record->start_clock();
-  if (const uint64_t round_trip = wake_round_trip_ns(); round_trip != 0) {
-    cost_.set_round_trip_ns(static_cast<double>(round_trip));
   }
   const bool fills = fills_in_background();
   if (fills) threads_.emplace_back([this] { fill_loop(); });
