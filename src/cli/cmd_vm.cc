@@ -18,6 +18,7 @@
 #include "cli/tls_args.h"
 #include "cli/vm_output.h"
 #include "core/log.h"
+#include "core/prefetch_stats_json.h"
 #include "faultline/unique_fd.h"
 #include "vm/guest_ram.h"
 #include "vm/machine.h"
@@ -209,6 +210,7 @@ void restore_vm(const RestoreArgs& a) {
     j["fully_resident_ms"] = static_cast<double>(fs.fully_resident_ns) / 1e6;
     j["prewarmed"] = ps.prewarmed;
     j["working_set"] = working_set_json(r.working_sets, fs);
+    if (options.lazy) j["prefetch"] = prefetch_stats_json(options.prefetch.policy, fs);
     j["zero_pages"] = fs.zero_installs;
     j["mib_served"] = mib;
     j["fault_p50_us"] = static_cast<double>(ps.fault_latency.p50_ns) / 1e3;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/prefetch_stats_json.h"
 
 namespace faultline::firecracker {
 
@@ -104,21 +105,6 @@ std::string Session::serve_until_done(int connection, int stop_fd) {
   return how;
 }
 
-// What the prefetch scheduler did for this VM: pages by how they arrived.
-nlohmann::ordered_json Session::prefetch_stats(const FaultServerStats& s) const {
-  return {
-      {"policy", prefetch_policy_name(policy_)},
-      {"demand_pages", s.demand_pages},
-      {"around_pages", s.around_pages},
-      {"filled_pages", s.filled_pages},
-      {"replayed_pages", s.replayed_pages},
-      {"pushed_pages", s.pushed_pages},
-      {"already_coming", s.already_coming},
-      {"window_bytes", s.window_bytes},
-      {"fully_resident_ms", static_cast<double>(s.fully_resident_ns) / 1e6},
-  };
-}
-
 nlohmann::ordered_json Session::stats() const {
   const PagerStats p = pager_->stats();
   const FaultServerStats s = server_->stats();
@@ -147,7 +133,7 @@ nlohmann::ordered_json Session::stats() const {
       {"pushed_pages", s.pushed_pages},
       {"working_set", working_set_json(working_sets_, s)},
       {"fully_resident_ms", static_cast<double>(s.fully_resident_ns) / 1e6},
-      {"prefetch", prefetch_stats(s)},
+      {"prefetch", prefetch_stats_json(policy_, s)},
       {"latency_us",
        {{"p50", p.fault_latency.p50_ns / 1e3},
         {"p99", p.fault_latency.p99_ns / 1e3},

@@ -51,7 +51,6 @@ class Session {
   std::string serve_until_done(int connection, int stop_fd);
 
   nlohmann::ordered_json stats() const;
-  nlohmann::ordered_json prefetch_stats(const FaultServerStats& s) const;
   // One line for the log when the session ends.
   std::string summary(const std::string& how_it_ended) const;
   uint64_t id() const { return id_; }

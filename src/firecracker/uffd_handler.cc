@@ -1,5 +1,4 @@
 // The handler daemon: one listener for VMs, one for stats, a thread per session.
-#include "os_linux/wake_round_trip.h"
 #include "faultline/uffd_handler.h"
 
 #include <fcntl.h>
