@@ -234,7 +234,11 @@ TEST_F(FastPathsTest, FillAndDemandFaultsNeverFetchOrInstallOnePageTwice) {
   // page installed under them.
   EXPECT_EQ(s.demand_pages + s.around_pages + s.filled_pages, pages_);
   EXPECT_EQ(s.already_present, 0u);
-  EXPECT_EQ(pager_->stats().bytes_served, pages_ * kPage);
+  const PagerStats p = pager_->stats();
+  EXPECT_EQ(p.bytes_served, pages_ * kPage);
+  // Fetched as often as installed: the fill fetched nothing twice, nor did faults.
+  EXPECT_EQ(p.fetched_ahead_pages, s.filled_pages);
+  EXPECT_EQ(p.faults + p.fault_around_pages, s.demand_pages + s.around_pages);
 }
 
 TEST_F(FastPathsTest, TheFillStartsWhereTheGuestTouchesNotAtTheStart) {

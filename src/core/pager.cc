@@ -154,6 +154,7 @@ Result<ServedPage> Pager::serve_fault(Gpa gpa, uint64_t page_size, std::span<std
     if (before >= window || before > page_gpa ||
         !p.regions_.contains_range(page_gpa - before, window)) {
       before = 0;
+      window = page_size;  // as documented: the page alone
     }
     first = page_gpa - before;
   }
@@ -185,9 +186,9 @@ Result<ServedPage> Pager::serve_fault(Gpa gpa, uint64_t page_size, std::span<std
 Result<PageKind> Pager::fetch_around(Gpa gpa, uint64_t page_size, std::span<std::byte> dest) {
   Impl& p = *impl_;
   if (dest.empty() || !p.regions_.contains_range(gpa, dest.size())) {
-    return Status(ErrorCode::kOutOfRegion,
-                  fmt::format("fault-around [{:#x}, +{:#x}) is not inside one region", gpa,
-                              dest.size()));
+    return Status(
+        ErrorCode::kOutOfRegion,
+        fmt::format("fault-around [{:#x}, +{:#x}) is not inside one region", gpa, dest.size()));
   }
   Result<PageKind> fetched = p.source_->fetch(gpa, dest);
   if (!fetched.is_ok()) return fetched;

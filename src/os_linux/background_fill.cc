@@ -21,9 +21,9 @@ constexpr uint64_t kMaxFillChunk = 2ull << 20;
 constexpr auto kFirstFaultWait = std::chrono::milliseconds(5);
 
 uint64_t nanos_since(std::chrono::steady_clock::time_point start) {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   std::chrono::steady_clock::now() - start)
-                                   .count());
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
+          .count());
 }
 
 }  // namespace
@@ -38,9 +38,7 @@ bool FaultServer::Impl::demand_waiting() const {
 // Demand goes first. With a core to spare beside the serving threads the
 // fill runs alongside them; without one it waits while faults are queued.
 bool FaultServer::Impl::give_way_to_demand() {
-  const bool spare_core =
-      std::thread::hardware_concurrency() > static_cast<unsigned>(options_.threads);
-  if (spare_core) return !stopping_.load(std::memory_order_relaxed);
+  if (spare_core_) return !stopping_.load(std::memory_order_relaxed);
   while (demand_waiting()) {
     if (stopping_.load(std::memory_order_relaxed)) return false;
     std::this_thread::yield();
@@ -49,8 +47,8 @@ bool FaultServer::Impl::give_way_to_demand() {
 }
 
 void FaultServer::Impl::fill_loop() {
-  auto buffer =
-      AnonymousMemory::map(std::max(kMaxFillChunk, options_.max_page_size), "background fill buffer");
+  auto buffer = AnonymousMemory::map(std::max(kMaxFillChunk, options_.max_page_size),
+                                     "background fill buffer");
   if (!buffer.is_ok()) {
     log().warn("{}: no buffer for background fill: {}", options_.name, buffer.status().to_string());
     return;
@@ -91,17 +89,19 @@ bool FaultServer::Impl::fill_run(Mapping& m, uint64_t page, uint64_t pages,
   const uint64_t host = m.host_begin() + page * page_size;
   auto chunk = buffer.first(pages * page_size);
   const auto start = std::chrono::steady_clock::now();
+  Result<PageKind> fetched = pager_->fetch_ahead(m.guest_address(host), chunk);
+  if (!fetched.is_ok()) {
+    // Demand faults will meet the same trouble and deal with it.
+    log().warn("{}: background fill stops: {}", options_.name, fetched.status().to_string());
+    return false;
+  }
+  const uint64_t fetch_ns = nanos_since(start);
+  const std::byte* src = *fetched == PageKind::kData ? chunk.data() : nullptr;
+  const auto install_start = std::chrono::steady_clock::now();
   for (;;) {
-    Result<PageKind> fetched = pager_->fetch_ahead(m.guest_address(host), chunk);
-    if (!fetched.is_ok()) {
-      // Demand faults will meet the same trouble and deal with it.
-      log().warn("{}: background fill stops: {}", options_.name, fetched.status().to_string());
-      return false;
-    }
+    // The bytes stay good across retries: install_range checks removals anew.
     uint64_t installed_bytes = 0;
-    Result<Installed> installed =
-        install_range(m, host, chunk.size(), *fetched == PageKind::kData ? chunk.data() : nullptr,
-                      buffer, &installed_bytes);
+    Result<Installed> installed = install_range(m, host, chunk.size(), src, &installed_bytes);
     // Only what reached guest memory is served: not pages demand faults
     // installed first, nor a chunk that must be fetched again.
     pager_->count_installed_ahead(installed_bytes);
@@ -116,7 +116,7 @@ bool FaultServer::Impl::fill_run(Mapping& m, uint64_t page, uint64_t pages,
     if (stopping_.load(std::memory_order_relaxed)) return false;
     std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
-  cost_.record(chunk.size(), nanos_since(start));
+  cost_.record(chunk.size(), fetch_ns + nanos_since(install_start));
   return true;
 }
 
@@ -133,6 +133,7 @@ bool FaultServer::Impl::fill_everything(std::span<std::byte> buffer) {
     if (stopping_.load(std::memory_order_relaxed)) return false;
     std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
+  if (mappings_.size() == 0) return true;
   uint64_t hint_seen = ~uint64_t{0};
   size_t mapping = 0;
   uint64_t page = 0;
@@ -175,9 +176,8 @@ bool FaultServer::Impl::fill_everything(std::span<std::byte> buffer) {
     swept = 0;
     if (!give_way_to_demand()) return false;
     const uint64_t page_size = m.layout.page_size;
-    const uint64_t chunk_pages =
-        std::max<uint64_t>(1, cost_.window_for(page_size, std::min(kMaxFillChunk, buffer.size())) /
-                                  page_size);
+    const uint64_t chunk_pages = std::max<uint64_t>(
+        1, cost_.window_for(page_size, std::min(kMaxFillChunk, buffer.size())) / page_size);
     const uint64_t claimed = m.claim_run(page, chunk_pages);
     if (claimed == 0) {
       ++page;

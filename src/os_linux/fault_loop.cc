@@ -17,11 +17,10 @@ void cpu_relax() {
   __builtin_ia32_pause();
 }
 
-
 uint64_t nanos_since(std::chrono::steady_clock::time_point start) {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   std::chrono::steady_clock::now() - start)
-                                   .count());
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
+          .count());
 }
 
 }  // namespace
@@ -64,6 +63,9 @@ void FaultServer::Impl::serve_loop() {
   // Serve what was already queued when shutdown came, so no fault that was
   // in flight is left behind; a stop caused by failure skips this.
   if (stopped_by_failure()) return;
+  // Draining, a fault on a page someone else is bringing is served here too
+  // (a second fetch at worst): the claimer may be retrying a failing source.
+  t.draining = true;
   for (int round = 0; round < 1000; ++round) {
     const bool read_more = read_and_serve(t);
     if (!retry_deferred(t)) return;
@@ -81,6 +83,9 @@ bool FaultServer::Impl::spin_for_more(ThreadState& t) {
     if (stopping_.load(std::memory_order_relaxed)) return false;
     if (read_and_serve(t)) {
       until = std::chrono::steady_clock::now() + options_.spin;
+      // Faults left to another install are looked at again here too, or a
+      // steady stream of new faults would keep them waiting.
+      if (!t.deferred.empty() && !retry_deferred(t)) return false;
     } else {
       for (int i = 0; i < 64; ++i) cpu_relax();
     }
@@ -155,7 +160,7 @@ Served FaultServer::Impl::serve_fault_at(Fault& fault, ThreadState& t) {
   const uint64_t page = m->page_index(host_page);
   if (m->removed.test(page)) {
     removed_zero_installs_.fetch_add(1, std::memory_order_relaxed);
-    Result<Installed> installed = install_range(*m, host_page, page_size, nullptr, t.buffer);
+    Result<Installed> installed = install_range(*m, host_page, page_size, nullptr);
     if (!installed.is_ok()) return fail_fault(m, host_page, page_size, installed.status());
     if (*installed == Installed::kGone) {
       stop_with(Status(ErrorCode::kUnavailable, "the faulting process has exited"));
@@ -166,11 +171,14 @@ Served FaultServer::Impl::serve_fault_at(Fault& fault, ThreadState& t) {
   if (m->resident.test(page)) {
     // Installed since the fault was raised (pushed, or by another thread):
     // never fetched twice; the install woke the faulting thread, but be sure.
-    woken_present_.fetch_add(1, std::memory_order_relaxed);
+    if (!fault.parked) woken_present_.fetch_add(1, std::memory_order_relaxed);
     linux_uffd::wake(uffd_.get(), host_page, page_size);
     return Served::kDone;
   }
-  if (m->claimed.test(page)) return leave_to_claimer(*m, host_page, fault);
+  if (m->claimed.test(page)) {
+    if (!t.draining) return leave_to_claimer(*m, host_page, fault);
+    return serve_page_then_around(*m, page, page, 1, t);  // the page alone, unclaimed
+  }
   if (options_.prefetch.record) {
     options_.prefetch.record->note_first_touch(m->guest_address(host_page), page_size, fault.write);
   }
@@ -183,6 +191,9 @@ Served FaultServer::Impl::serve_fault_at(Fault& fault, ThreadState& t) {
   while (page - before > w.lo && m->claim_run(page - before - 1, 1) == 1) ++before;
   const uint64_t first = page - before;
   const uint64_t count = before + after;
+  // The fill goes on from here (told now, before the fetch, so it does not
+  // start elsewhere meanwhile).
+  fill_hint_.store(m->host_begin() + (first + count) * page_size, std::memory_order_relaxed);
   struct Release {
     Mapping& m;
     uint64_t first, count;
@@ -191,10 +202,8 @@ Served FaultServer::Impl::serve_fault_at(Fault& fault, ThreadState& t) {
   const Served served = count > 1 && cost_.split_pays(count * page_size)
                             ? serve_page_then_around(*m, page, first, count, t)
                             : serve_window(*m, page, first, count, t);
-  if (served == Served::kDone) {
+  if (served == Served::kDone)
     t.streams.served_until(m->host_begin() + (first + count) * page_size);
-    fill_hint_.store(m->host_begin() + (first + count) * page_size, std::memory_order_relaxed);
-  }
   return served;
 }
 
@@ -205,13 +214,14 @@ Served FaultServer::Impl::serve_fault_at(Fault& fault, ThreadState& t) {
 // claim went without the page (a failed fetch, an install cut short), it is
 // served then.
 Served FaultServer::Impl::leave_to_claimer(Mapping& m, uint64_t host_page, Fault& fault) {
+  if (m.resident.test(m.page_index(host_page))) {
+    if (!fault.parked) woken_present_.fetch_add(1, std::memory_order_relaxed);
+    linux_uffd::wake(uffd_.get(), host_page, m.layout.page_size);
+    return Served::kDone;
+  }
   if (!fault.parked) {
     fault.parked = true;
     already_coming_.fetch_add(1, std::memory_order_relaxed);
-  }
-  if (m.resident.test(m.page_index(host_page))) {
-    linux_uffd::wake(uffd_.get(), host_page, m.layout.page_size);
-    return Served::kDone;
   }
   return Served::kRetryLater;
 }
@@ -224,28 +234,29 @@ Served FaultServer::Impl::serve_window(Mapping& m, uint64_t page, uint64_t first
   const uint64_t host_page = m.host_begin() + page * page_size;
   const uint64_t host_first = m.host_begin() + first * page_size;
   const auto start = std::chrono::steady_clock::now();
-  Result<ServedPage> served = pager_->serve_fault(
-      m.guest_address(host_page), page_size, t.buffer, count * page_size, host_page - host_first);
+  Result<ServedPage> served = pager_->serve_fault(m.guest_address(host_page), page_size, t.buffer,
+                                                  count * page_size, host_page - host_first);
   if (!served.is_ok()) return fail_fault(&m, host_page, page_size, served.status());
   const bool data = served->kind == PageKind::kData;
   const uint64_t fetched_from = m.host_address(served->first);
   const std::byte* bytes = t.buffer.data();
   // The faulting page first.
   const uint64_t offset = host_page - fetched_from;
-  Served result = install_demand(m, host_page, page_size, data ? bytes + offset : nullptr, t);
+  Served result = install_demand(m, host_page, page_size, data ? bytes + offset : nullptr);
   if (result != Served::kDone) return result;
   // Then the rest of what was fetched, before and after it.
   uint64_t around = 0;
   if (offset > 0) {
-    (void)install_range(m, fetched_from, offset, data ? bytes : nullptr, t.buffer, &around);
+    (void)install_range(m, fetched_from, offset, data ? bytes : nullptr, &around);
   }
   const uint64_t tail = served->length - offset - page_size;
   if (tail > 0) {
-    (void)install_range(m, host_page + page_size, tail,
-                        data ? bytes + offset + page_size : nullptr, t.buffer, &around);
+    (void)install_range(m, host_page + page_size, tail, data ? bytes + offset + page_size : nullptr,
+                        &around);
   }
   around_pages_.fetch_add(around / page_size, std::memory_order_relaxed);
-  cost_.record(served->length, nanos_since(start));
+  // A window that fell back to the page alone times two fetches: no sample.
+  if (served->length == count * page_size) cost_.record(served->length, nanos_since(start));
   return Served::kDone;
 }
 
@@ -260,8 +271,8 @@ Served FaultServer::Impl::serve_page_then_around(Mapping& m, uint64_t page, uint
   Result<ServedPage> served =
       pager_->serve_fault(m.guest_address(host_page), page_size, t.buffer, page_size);
   if (!served.is_ok()) return fail_fault(&m, host_page, page_size, served.status());
-  Served result = install_demand(
-      m, host_page, page_size, served->kind == PageKind::kData ? t.buffer.data() : nullptr, t);
+  Served result = install_demand(m, host_page, page_size,
+                                 served->kind == PageKind::kData ? t.buffer.data() : nullptr);
   if (result != Served::kDone) return result;
   cost_.record(page_size, nanos_since(start));
   const std::pair<uint64_t, uint64_t> pieces[] = {{first, page - first},
@@ -275,7 +286,7 @@ Served FaultServer::Impl::serve_page_then_around(Mapping& m, uint64_t page, uint
     if (!fetched.is_ok()) continue;  // a bonus: these pages fault later
     uint64_t around = 0;
     (void)install_range(m, host, chunk.size(), *fetched == PageKind::kData ? chunk.data() : nullptr,
-                        t.buffer, &around);
+                        &around);
     around_pages_.fetch_add(around / page_size, std::memory_order_relaxed);
     cost_.record(chunk.size(), nanos_since(start));
   }
@@ -284,10 +295,9 @@ Served FaultServer::Impl::serve_page_then_around(Mapping& m, uint64_t page, uint
 
 // Installs the faulting page (its bytes, or zeros when null).
 Served FaultServer::Impl::install_demand(Mapping& m, uint64_t host_page, uint64_t page_size,
-                                         const std::byte* bytes, ThreadState& t) {
+                                         const std::byte* bytes) {
   uint64_t installed_bytes = 0;
-  Result<Installed> installed =
-      install_range(m, host_page, page_size, bytes, t.buffer, &installed_bytes);
+  Result<Installed> installed = install_range(m, host_page, page_size, bytes, &installed_bytes);
   if (!installed.is_ok()) return fail_fault(&m, host_page, page_size, installed.status());
   if (*installed == Installed::kGone) {
     stop_with(Status(ErrorCode::kUnavailable, "the faulting process has exited"));

@@ -24,6 +24,13 @@ FaultServer::Impl::Impl(PagerHandle pager, UniqueFd uffd, uint64_t features, boo
       features_(features),
       owns_registration_(owns_registration) {}
 
+namespace {
+
+// At least the largest fill chunk: zeros are copied in steps of this.
+constexpr uint64_t kZeroSourceBytes = 2ull << 20;
+
+}  // namespace
+
 Status FaultServer::Impl::init() {
   if (!wake_) return io_error("eventfd for the fault server's shutdown signal", errno);
   if (options_.threads < 1) {
@@ -44,6 +51,13 @@ Status FaultServer::Impl::init() {
     return invalid_argument(
         fmt::format("the fixed window {} is not a multiple of {}", p.fixed_window, kMinPageSize));
   }
+  spare_core_ = std::thread::hardware_concurrency() > static_cast<unsigned>(options_.threads);
+  // Zeros to copy where UFFDIO_ZEROPAGE is not allowed: never written, so
+  // never backed by more than the kernel's zero page.
+  auto zeros = AnonymousMemory::map(std::max(max_window_bytes(), kZeroSourceBytes),
+                                    "zeros for UFFDIO_COPY", {.no_reserve = true});
+  if (!zeros.is_ok()) return zeros.status();
+  zeros_ = std::move(zeros).value();
   listener_id_ = pager_->add_shutdown_listener([this] { request_shutdown(); });
   return Status::ok();
 }
@@ -137,10 +151,9 @@ Status FaultServer::Impl::install_guest_page(Gpa page_gpa, uint64_t page_size,
         fmt::format("{} bytes given for a page of {}", bytes.size(), page_size));
   }
   const uint64_t host = m->host_begin() + (page_gpa - m->layout.gpa);
-  std::vector<std::byte> zeros(bytes.empty() ? page_size : 0);  // where ZEROPAGE is not allowed
   for (int attempt = 0;; ++attempt) {
     Result<Installed> r =
-        install_range(*m, host, page_size, bytes.empty() ? nullptr : bytes.data(), zeros);
+        install_range(*m, host, page_size, bytes.empty() ? nullptr : bytes.data());
     if (!r.is_ok()) return r.status();
     if (*r != Installed::kAgain) return Status::ok();
     if (attempt > 10000) {

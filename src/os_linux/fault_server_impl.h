@@ -14,8 +14,8 @@
 #include <thread>
 #include <vector>
 
-#include "faultline/fault_server.h"
 #include "core/fetch_cost_model.h"
+#include "faultline/fault_server.h"
 #include "os_linux/anonymous_memory.h"
 #include "os_linux/fault_streams.h"
 #include "os_linux/mapping_table.h"
@@ -66,6 +66,7 @@ class FaultServer::Impl {
     std::span<std::byte> buffer;
     std::vector<Fault> deferred;
     FaultStreams streams;
+    bool draining = false;  // shutting down: serve what is queued, claimed or not
   };
 
   // fault_loop.cc
@@ -84,13 +85,11 @@ class FaultServer::Impl {
   Served serve_window(Mapping& m, uint64_t page, uint64_t first, uint64_t count, ThreadState& t);
   Served serve_page_then_around(Mapping& m, uint64_t page, uint64_t first, uint64_t count,
                                 ThreadState& t);
-  Served install_demand(Mapping& m, uint64_t host_page, uint64_t page_size,
-                        const std::byte* bytes, ThreadState& t);
+  Served install_demand(Mapping& m, uint64_t host_page, uint64_t page_size, const std::byte* bytes);
 
   // page_installer.cc
   // `installed_bytes` (if given) grows by what this call itself installed.
   Result<Installed> install_range(Mapping& m, uint64_t host, uint64_t len, const std::byte* src,
-                                  std::span<std::byte> scratch,
                                   uint64_t* installed_bytes = nullptr);
   Served fail_fault(Mapping* m, uint64_t host_page, uint64_t page_size, const Status& why);
   bool poison_page(uint64_t host_page, uint64_t page_size);
@@ -130,6 +129,8 @@ class FaultServer::Impl {
   FetchCostModel cost_;
   // Host address just past the last demand window: the fill works from here.
   std::atomic<uint64_t> fill_hint_{0};
+  // More cores than serving threads: the fill runs beside them.
+  bool spare_core_ = false;
   // Shared by installs, exclusive while reading events and applying the
   // non-fault ones: no install can slip in between the kernel learning that
   // a removal was read and our marking of it (see read_and_serve).
@@ -150,9 +151,9 @@ class FaultServer::Impl {
 #define FAULTLINE_ATOMIC_COUNTER(name) std::atomic<uint64_t> name##_{0};
   FAULTLINE_FAULT_SERVER_COUNTERS(FAULTLINE_ATOMIC_COUNTER)
 #undef FAULTLINE_ATOMIC_COUNTER
-  std::mutex push_mu_;  // one pushed range at a time (they share push_scratch_)
-  // Mapped at the first push.
-  AnonymousMemory push_scratch_;
+  std::mutex push_mu_;  // one pushed range at a time
+  // Never written: zeros to copy where UFFDIO_ZEROPAGE is not allowed.
+  AnonymousMemory zeros_;
 };
 
 }  // namespace faultline

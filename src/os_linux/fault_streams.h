@@ -6,6 +6,8 @@
 #include <array>
 #include <cstdint>
 
+#include "faultline/page_source.h"
+
 namespace faultline {
 
 class FaultStreams {
@@ -14,10 +16,11 @@ class FaultStreams {
 
   // The window, in pages, for a fault on the page at `host_page`; a new
   // stream starts at `first_window` pages.
-  uint64_t window_for(uint64_t host_page, uint64_t page_size, uint64_t first_window = 1) {
+  uint64_t window_for(uint64_t host_page, uint64_t /*page_size*/, uint64_t first_window = 1) {
     ++clock_;
     for (Stream& s : streams_) {
-      if (s.window != 0 && host_page >= s.next && host_page < s.next + s.window * page_size) {
+      // Windows count 4 KiB pages whatever the mapping's page size.
+      if (s.window != 0 && host_page >= s.next && host_page < s.next + s.window * kMinPageSize) {
         s.window = s.window * 2 > max_pages_ ? max_pages_ : s.window * 2;
         s.used = clock_;
         current_ = &s;
@@ -29,7 +32,8 @@ class FaultStreams {
     for (Stream& s : streams_) {
       if (s.used < oldest->used) oldest = &s;
     }
-    const uint64_t first = first_window < 1 ? 1 : (first_window > max_pages_ ? max_pages_ : first_window);
+    const uint64_t first =
+        first_window < 1 ? 1 : (first_window > max_pages_ ? max_pages_ : first_window);
     *oldest = Stream{host_page, first, clock_};
     current_ = oldest;
     continued_ = false;

@@ -11,14 +11,16 @@
 namespace faultline {
 
 // Installs [host, host + len) of mapping `m` and wakes its waiters: the bytes
-// at `src`, or zeros when `src` is null (through `scratch` where
-// UFFDIO_ZEROPAGE is not allowed, as on hugetlbfs). Pages already there are
-// skipped. A page removed meanwhile never receives `src` bytes: the range is
-// cut short before it, and a removed first page gets zeros. Pages skipped
-// (there already) or left (an error, kAgain) are not in `installed_bytes`.
+// at `src`, or zeros when `src` is null (copied from a mapping of zeros where
+// UFFDIO_ZEROPAGE is not allowed, as on hugetlbfs: never through a caller's
+// buffer, which may hold the bytes of the next install). Pages already there
+// are skipped. A page removed meanwhile never receives `src` bytes: the range
+// is cut short before it, and a removed first page gets zeros. A range that
+// is no longer mapped (ENOENT: unmapped or moved with no event to say so) is
+// settled, so nobody fetches it again. Pages skipped (there already) or left
+// (an error, kAgain) are not in `installed_bytes`.
 Result<Installed> FaultServer::Impl::install_range(Mapping& m, uint64_t host, uint64_t len,
                                                    const std::byte* src,
-                                                   std::span<std::byte> scratch,
                                                    uint64_t* installed_bytes) {
   std::shared_lock lock(events_mu_);
   const uint64_t page_size = m.layout.page_size;
@@ -35,21 +37,21 @@ Result<Installed> FaultServer::Impl::install_range(Mapping& m, uint64_t host, ui
   }
   const bool zeropage_allowed = (m.allowed_ioctls & (uint64_t{1} << _UFFDIO_ZEROPAGE)) != 0;
   const bool use_zeropage = src == nullptr && zeropage_allowed;
-  if (src == nullptr && !zeropage_allowed) {
-    std::memset(scratch.data(), 0, len);
-    src = scratch.data();
-  }
+  const bool copy_zeros = src == nullptr && !zeropage_allowed;
   uint64_t done = 0;
   while (done < len) {
+    const uint64_t step = copy_zeros ? std::min(len - done, zeros_.size()) : len - done;
     const linux_uffd::InstallOutcome r =
-        use_zeropage ? linux_uffd::zeropage(uffd_.get(), host + done, len - done)
-                     : linux_uffd::copy(uffd_.get(), host + done, src + done, len - done);
+        use_zeropage ? linux_uffd::zeropage(uffd_.get(), host + done, step)
+                     : linux_uffd::copy(uffd_.get(), host + done,
+                                        copy_zeros ? zeros_.data() : src + done, step);
     if (r.done > 0) m.mark_resident(host + done, r.done);
     if (installed_bytes != nullptr) *installed_bytes += r.done;
     done += r.done;
     switch (r.error) {
       case 0:
         (use_zeropage ? zero_installs_ : copies_).fetch_add(1, std::memory_order_relaxed);
+        if (done < len) continue;  // the zeros come in steps
         return Installed::kDone;
       case EEXIST:
         // Someone installed this page first: make sure nobody waits on it, and
@@ -66,7 +68,8 @@ Result<Installed> FaultServer::Impl::install_range(Mapping& m, uint64_t host, ui
         return Installed::kGone;
       case ENOENT:
         // The range was unmapped or moved under us; a waiter faults again at
-        // the new address.
+        // the new address. Settled here, or the fill would fetch it for ever.
+        m.mark_resident(host + done, len - done);
         return Installed::kDone;
       default:
         return io_error(

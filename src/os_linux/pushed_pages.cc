@@ -15,11 +15,6 @@ Status FaultServer::Impl::install_pushed(Gpa gpa, uint64_t length,
         fmt::format("pushed range [{:#x}, +{:#x}) carries {} bytes", gpa, length, bytes.size()));
   }
   std::lock_guard lock(push_mu_);
-  if (!push_scratch_) {
-    auto scratch = AnonymousMemory::map(options_.max_page_size, "buffer for pushed pages");
-    if (!scratch.is_ok()) return scratch.status();
-    push_scratch_ = std::move(scratch).value();
-  }
   uint64_t done = 0;
   while (done < length) {
     if (stopping_.load(std::memory_order_relaxed)) return Status(ErrorCode::kShutdown, "stopping");
@@ -47,10 +42,8 @@ Status FaultServer::Impl::install_pushed(Gpa gpa, uint64_t length,
     while (run < max_run && !m->resident.test(page + run) && !m->removed.test(page + run)) ++run;
     const std::byte* src = bytes.empty() ? nullptr : bytes.data() + done;
     const uint64_t len = run * page_size;
-    // install_range zeroes through the scratch buffer where ZEROPAGE is not
-    // allowed; keep each call within it.
-    const uint64_t step = src == nullptr ? std::min(len, push_scratch_.bytes().size()) : len;
-    Result<Installed> installed = install_range(*m, host, step, src, push_scratch_.bytes());
+    const uint64_t step = len;
+    Result<Installed> installed = install_range(*m, host, step, src);
     if (!installed.is_ok()) return installed.status();
     if (*installed == Installed::kGone) {
       return Status(ErrorCode::kUnavailable, "the process whose memory this is has exited");
@@ -73,8 +66,14 @@ bool FaultServer::Impl::everything_resident() {
   for (size_t i = 0; i < mappings_.size(); ++i) {
     Mapping& m = mappings_.at(i);
     if (m.retired.load()) continue;
-    for (uint64_t page = 0; page < m.pages(); ++page) {
-      if (!m.resident.test(page) && !m.removed.test(page)) return false;
+    // A word (64 pages) at a time.
+    const uint64_t pages = m.pages();
+    for (uint64_t index = 0; index * 64 < pages; ++index) {
+      const uint64_t in_mapping =
+          pages - index * 64 >= 64 ? ~uint64_t{0} : (uint64_t{1} << (pages - index * 64)) - 1;
+      if (((m.resident.word(index) | m.removed.word(index)) & in_mapping) != in_mapping) {
+        return false;
+      }
     }
   }
   note_fully_resident();
