@@ -40,8 +40,6 @@ struct PrefetchOptions {
   uint64_t max_window = 2ull << 20;
   // kFull: install untouched memory in the background until all is resident.
   bool fill = true;
-  // Threads the fill uses (at most 8); 0: one a core, up to two.
-  int fill_threads = 0;
   // Nonzero: every fault installs this many bytes (clipped to max page
   // buffer and mapping), with no cost model: for comparisons and tests.
   uint64_t fixed_window = 0;

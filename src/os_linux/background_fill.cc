@@ -46,7 +46,7 @@ bool FaultServer::Impl::give_way_to_demand() {
   return !stopping_.load(std::memory_order_relaxed);
 }
 
-void FaultServer::Impl::fill_loop(bool replays) {
+void FaultServer::Impl::fill_loop() {
   auto buffer = AnonymousMemory::map(std::max(kMaxFillChunk, options_.max_page_size),
                                      "background fill buffer");
   if (!buffer.is_ok()) {
@@ -54,16 +54,8 @@ void FaultServer::Impl::fill_loop(bool replays) {
     return;
   }
   const PrefetchOptions& p = options_.prefetch;
-  if (replays) {
-    const bool replayed = p.working_set == nullptr || p.policy == PrefetchPolicy::kDemand ||
-                          replay_working_set(*p.working_set, buffer->bytes());
-    replay_done_.store(true, std::memory_order_release);
-    if (!replayed) return;
-  } else {
-    while (!replay_done_.load(std::memory_order_acquire)) {
-      if (stopping_.load(std::memory_order_relaxed)) return;
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
+  if (p.working_set != nullptr && p.policy != PrefetchPolicy::kDemand) {
+    if (!replay_working_set(*p.working_set, buffer->bytes())) return;
   }
   if (p.policy != PrefetchPolicy::kFull || !p.fill) return;
   if (!fill_everything(buffer->bytes())) return;

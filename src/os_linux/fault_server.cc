@@ -75,14 +75,6 @@ uint64_t FaultServer::Impl::max_window_bytes() const {
       {options_.max_page_size, options_.prefetch.max_window, options_.prefetch.fixed_window});
 }
 
-// Threads that fill: as asked, or by default one a core up to two (two
-// fill threads beside the serving thread took the 512 MiB every-page
-// restore from 187-220 ms to 119-132 ms on a 2-vCPU VM, faultline-handle-bench).
-int FaultServer::Impl::fill_threads() const {
-  if (options_.prefetch.fill_threads > 0) return std::min(options_.prefetch.fill_threads, 8);
-  return std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 2);
-}
-
 bool FaultServer::Impl::fills_in_background() const {
   const PrefetchOptions& p = options_.prefetch;
   if (p.record) return false;
@@ -141,10 +133,7 @@ Status FaultServer::Impl::start() {
     });
   }
   const bool fills = fills_in_background();
-  if (fills) {
-    threads_.emplace_back([this] { fill_loop(/*replays=*/true); });
-    for (int i = 1; i < fill_threads(); ++i) threads_.emplace_back([this] { fill_loop(false); });
-  }
+  if (fills) threads_.emplace_back([this] { fill_loop(); });
   log().debug("{}: serving with {} thread(s), prefetch {}{}", options_.name, options_.threads,
               prefetch_policy_name(options_.prefetch.policy), fills ? " and background fill" : "");
   return Status::ok();

@@ -101,8 +101,7 @@ class FaultServer::Impl {
   void adopt_child(UniqueFd child_uffd);
 
   // background_fill.cc
-  void fill_loop(bool replays);
-  int fill_threads() const;
+  void fill_loop();
   bool fill_everything(std::span<std::byte> buffer);
   bool fill_run(Mapping& m, uint64_t page, uint64_t pages, std::span<std::byte> buffer,
                 std::atomic<uint64_t>& counter);
@@ -130,8 +129,6 @@ class FaultServer::Impl {
   FetchCostModel cost_;
   // Host address just past the last demand window: the fill works from here.
   std::atomic<uint64_t> fill_hint_{0};
-  // Set once the working set (if any) is replayed: other fill threads wait for it.
-  std::atomic<bool> replay_done_{false};
   // More cores than serving threads: the fill runs beside them.
   bool spare_core_ = false;
   // Shared by installs, exclusive while reading events and applying the
